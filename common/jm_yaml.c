@@ -236,9 +236,12 @@ s_load (jm_yctx_t *ctx)
     if (s_next (ctx, &ev))
         return NULL;
     if (ev.type == YAML_STREAM_END_EVENT) {
+        /* an empty file (or only comments) reads as a null document */
+        root = s_node_new (JM_Y_SCALAR, &ev.start_mark);
+        root->line = root->column = 1;
+        root->value = strdup ("");
         yaml_event_delete (&ev);
-        jm_err (ctx->err, ctx->errlen, "%s: empty document", ctx->name);
-        return NULL;
+        return root;
     }
     if (ev.type != YAML_DOCUMENT_START_EVENT) {
         s_at (ctx, &ev.start_mark, "expected a document");

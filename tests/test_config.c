@@ -1,0 +1,251 @@
+/*  test_config.c - jobman home resolution and config.yml. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "jm_config.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char s_dir[64];
+
+static int
+s_setup (void **state)
+{
+    (void)state;
+    snprintf (s_dir, sizeof (s_dir), "/tmp/jm_test_config.XXXXXX");
+    return mkdtemp (s_dir) ? 0 : -1;
+}
+
+static int
+s_teardown (void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf (cmd, sizeof (cmd), "rm -rf '%s'", s_dir);
+    return system (cmd);
+}
+
+static void
+s_write_config (const char *text)
+{
+    char path[256];
+    snprintf (path, sizeof (path), "%s/config.yml", s_dir);
+    FILE *f = fopen (path, "w");
+    assert_non_null (f);
+    fputs (text, f);
+    fclose (f);
+}
+
+static void
+test_home_resolve (void **state)
+{
+    (void)state;
+    char *saved_jh = getenv ("JOBMAN_HOME") ? strdup (getenv ("JOBMAN_HOME")) : NULL;
+    char *saved_home = getenv ("HOME") ? strdup (getenv ("HOME")) : NULL;
+
+    setenv ("JOBMAN_HOME", "/from/env", 1);
+    setenv ("HOME", "/home/someone", 1);
+    char *h = jm_home_resolve ("/from/flag/");
+    assert_string_equal (h, "/from/flag");
+    free (h);
+    h = jm_home_resolve (NULL);
+    assert_string_equal (h, "/from/env");
+    free (h);
+    unsetenv ("JOBMAN_HOME");
+    h = jm_home_resolve (NULL);
+    assert_string_equal (h, "/home/someone/.jobman");
+    free (h);
+
+    /* a relative home is made absolute against the current directory */
+    char cwd[PATH_MAX], want[PATH_MAX + 16];
+    assert_non_null (getcwd (cwd, sizeof (cwd)));
+    snprintf (want, sizeof (want), "%s/rel/home", cwd);
+    h = jm_home_resolve ("./rel/home");
+    assert_string_equal (h, want);
+    free (h);
+    setenv ("JOBMAN_HOME", "relenv", 1);
+    snprintf (want, sizeof (want), "%s/relenv", cwd);
+    h = jm_home_resolve (NULL);
+    assert_string_equal (h, want);
+    free (h);
+
+    if (saved_jh)
+        setenv ("JOBMAN_HOME", saved_jh, 1);
+    else
+        unsetenv ("JOBMAN_HOME");
+    if (saved_home)
+        setenv ("HOME", saved_home, 1);
+    free (saved_jh);
+    free (saved_home);
+}
+
+static void
+test_defaults (void **state)
+{
+    (void)state;
+    char err[512] = "";
+    jm_config_t *c = jm_config_load (s_dir, err, sizeof (err));
+    assert_non_null (c);
+    assert_string_equal (c->home, s_dir);
+    assert_string_equal (c->bind, "tcp://127.0.0.1:7100");
+    assert_string_equal (c->endpoint, "tcp://127.0.0.1:7100");
+    assert_int_equal (c->heartbeat_ms, 1000);
+    assert_int_equal (c->chunk_size, 1024 * 1024);
+    assert_int_equal (c->window, 8);
+    jm_config_destroy (&c);
+    assert_null (c);
+
+    /* a file with only comments is the defaults too */
+    s_write_config ("# nothing here\n");
+    c = jm_config_load (s_dir, err, sizeof (err));
+    assert_non_null (c);
+    assert_int_equal (c->window, 8);
+    jm_config_destroy (&c);
+}
+
+static void
+test_overrides (void **state)
+{
+    (void)state;
+    char err[512] = "";
+    s_write_config ("bind: tcp://*:7200\n"
+                    "heartbeat_ms: 250\n"
+                    "chunk_size: 65536\n"
+                    "window: 3\n");
+    jm_config_t *c = jm_config_load (s_dir, err, sizeof (err));
+    assert_non_null (c);
+    assert_string_equal (c->bind, "tcp://*:7200");
+    /* endpoint derived from the wildcard bind */
+    assert_string_equal (c->endpoint, "tcp://127.0.0.1:7200");
+    assert_int_equal (c->heartbeat_ms, 250);
+    assert_int_equal (c->chunk_size, 65536);
+    assert_int_equal (c->window, 3);
+    jm_config_destroy (&c);
+
+    s_write_config ("bind: tcp://0.0.0.0:7300\nendpoint: tcp://10.0.0.1:7300\n");
+    c = jm_config_load (s_dir, err, sizeof (err));
+    assert_non_null (c);
+    assert_string_equal (c->endpoint, "tcp://10.0.0.1:7300");
+    jm_config_destroy (&c);
+}
+
+static void
+test_errors (void **state)
+{
+    (void)state;
+    char err[512] = "", want[256];
+    s_write_config ("bind: tcp://127.0.0.1:7100\nbnid: tcp://*:1\n");
+    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    snprintf (want, sizeof (want), "%s/config.yml:2: unknown key 'bnid'", s_dir);
+    assert_int_equal (strncmp (err, want, strlen (want)), 0);
+
+    s_write_config ("window: lots\n");
+    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_non_null (strstr (err, "config.yml:1: 'window' must be an integer"));
+
+    s_write_config ("chunk_size: 0\n");
+    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_non_null (strstr (err, "'chunk_size'"));
+
+    s_write_config ("chunk_size: 2000000\n");
+    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_non_null (strstr (err, "'chunk_size'"));
+
+    s_write_config ("heartbeat_ms: -5\n");
+    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_non_null (strstr (err, "'heartbeat_ms'"));
+
+    s_write_config ("bind: localhost:7100\n");
+    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_non_null (strstr (err, "'bind' must be a ZeroMQ endpoint"));
+
+    s_write_config ("- a\n- b\n");
+    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_non_null (strstr (err, "config.yml:1:"));
+
+    s_write_config ("bind: [unclosed\n");
+    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_non_null (strstr (err, "config.yml:"));
+}
+
+static void
+test_write_default (void **state)
+{
+    (void)state;
+    char err[512] = "", home[128];
+    snprintf (home, sizeof (home), "%s/newhome", s_dir);
+    assert_int_equal (jm_config_write_default (home, "tcp://*:7400", err, sizeof (err)), 0);
+    jm_config_t *c = jm_config_load (home, err, sizeof (err));
+    assert_non_null (c);
+    assert_string_equal (c->bind, "tcp://*:7400");
+    assert_string_equal (c->endpoint, "tcp://127.0.0.1:7400");
+    assert_int_equal (c->heartbeat_ms, 1000);
+    assert_int_equal (c->chunk_size, 1024 * 1024);
+    assert_int_equal (c->window, 8);
+    jm_config_destroy (&c);
+
+    /* commented for humans */
+    char path[256], buf[4096];
+    snprintf (path, sizeof (path), "%s/config.yml", home);
+    FILE *f = fopen (path, "r");
+    assert_non_null (f);
+    size_t n = fread (buf, 1, sizeof (buf) - 1, f);
+    buf[n] = 0;
+    fclose (f);
+    assert_int_equal (buf[0], '#');
+
+    /* never overwritten */
+    assert_int_equal (jm_config_write_default (home, NULL, err, sizeof (err)), -1);
+    assert_non_null (strstr (err, "already exists"));
+    c = jm_config_load (home, err, sizeof (err));
+    assert_string_equal (c->bind, "tcp://*:7400");
+    jm_config_destroy (&c);
+
+    snprintf (home, sizeof (home), "%s/other", s_dir);
+    assert_int_equal (jm_config_write_default (home, "bogus", err, sizeof (err)), -1);
+}
+
+static void
+test_endpoint_for_connect (void **state)
+{
+    (void)state;
+    struct {
+        const char *in, *out;
+    } cases[] = {
+        {"tcp://*:7100", "tcp://127.0.0.1:7100"},
+        {"tcp://0.0.0.0:7100", "tcp://127.0.0.1:7100"},
+        {"tcp://127.0.0.1:7100", "tcp://127.0.0.1:7100"},
+        {"tcp://192.168.1.2:9", "tcp://192.168.1.2:9"},
+        {"ipc:///tmp/jobman.sock", "ipc:///tmp/jobman.sock"},
+        {"inproc://coord", "inproc://coord"},
+        {"ipc://*", "ipc://*"},
+    };
+    for (size_t i = 0; i < sizeof (cases) / sizeof (cases[0]); i++) {
+        char *e = jm_endpoint_for_connect (cases[i].in);
+        assert_string_equal (e, cases[i].out);
+        free (e);
+    }
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_home_resolve),
+        cmocka_unit_test_setup_teardown (test_defaults, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_overrides, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_errors, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_write_default, s_setup, s_teardown),
+        cmocka_unit_test (test_endpoint_for_connect),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
