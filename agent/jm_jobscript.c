@@ -1,0 +1,245 @@
+/*  jm_jobscript.c - renders the bash script that runs one job's tasks.
+
+    Per task the script forks one background subshell (which cd's into the
+    task dir and runs /bin/sh -c <command>); the tag file and the "E" line
+    come from that subshell after the command ended.  Task arguments are
+    passed to a shell function as single-quoted words, so nothing from a
+    path or file name is ever parsed as shell code. */
+#include "jm_jobscript.h"
+#include "jm_util.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    uint64_t id;
+    char *dir;
+    char *command;
+    char *outlog;
+    char *errlog;
+} s_task_t;
+
+struct _jm_jobscript_t {
+    uint64_t job_id;
+    char *work_base;
+    char *job_dir;
+    size_t para_deg;
+    char *header;
+    char **prologue;
+    size_t nprologue;
+    s_task_t *tasks;
+    size_t ntasks, cap;
+};
+
+jm_jobscript_t *
+jm_jobscript_new (uint64_t job_id, const char *work_base, const char *job_dir, size_t para_deg)
+{
+    jm_jobscript_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->job_id = job_id;
+    self->work_base = strdup (work_base);
+    self->job_dir = strdup (job_dir);
+    self->para_deg = para_deg ? para_deg : 1;
+    return self;
+}
+
+void
+jm_jobscript_destroy (jm_jobscript_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    jm_jobscript_t *self = *self_p;
+    for (size_t i = 0; i < self->ntasks; i++) {
+        free (self->tasks[i].dir);
+        free (self->tasks[i].command);
+        free (self->tasks[i].outlog);
+        free (self->tasks[i].errlog);
+    }
+    for (size_t i = 0; i < self->nprologue; i++)
+        free (self->prologue[i]);
+    free (self->prologue);
+    free (self->tasks);
+    free (self->header);
+    free (self->work_base);
+    free (self->job_dir);
+    free (self);
+    *self_p = NULL;
+}
+
+static char *
+s_dup_or (const char *s, const char *dflt)
+{
+    return strdup (s && *s ? s : dflt);
+}
+
+void
+jm_jobscript_add_task (jm_jobscript_t *self, uint64_t task_id, const char *dir, const char *command,
+                       const char *outlog, const char *errlog)
+{
+    if (self->ntasks == self->cap) {
+        self->cap = self->cap ? self->cap * 2 : 16;
+        self->tasks = realloc (self->tasks, self->cap * sizeof *self->tasks);
+    }
+    s_task_t *t = &self->tasks[self->ntasks++];
+    t->id = task_id;
+    t->dir = s_dup_or (dir, ".");
+    t->command = strdup (command ? command : "");
+    t->outlog = s_dup_or (outlog, "/dev/null");
+    t->errlog = s_dup_or (errlog, "/dev/null");
+}
+
+void
+jm_jobscript_set_header (jm_jobscript_t *self, const char *header)
+{
+    free (self->header);
+    self->header = header ? strdup (header) : NULL;
+}
+
+void
+jm_jobscript_add_prologue (jm_jobscript_t *self, const char *line)
+{
+    self->prologue = realloc (self->prologue, (self->nprologue + 1) * sizeof *self->prologue);
+    self->prologue[self->nprologue++] = strdup (line);
+}
+
+uint64_t
+jm_jobscript_job_id (jm_jobscript_t *self)
+{
+    return self->job_id;
+}
+
+const char *
+jm_jobscript_job_dir (jm_jobscript_t *self)
+{
+    return self->job_dir;
+}
+
+size_t
+jm_jobscript_ntasks (jm_jobscript_t *self)
+{
+    return self->ntasks;
+}
+
+/* Growing string buffer. */
+typedef struct {
+    char *s;
+    size_t len, cap;
+} s_buf_t;
+
+static void
+s_put (s_buf_t *b, const char *s, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        while (b->len + n + 1 > b->cap)
+            b->cap = b->cap ? b->cap * 2 : 4096;
+        b->s = realloc (b->s, b->cap);
+    }
+    memcpy (b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = 0;
+}
+
+static void
+s_puts (s_buf_t *b, const char *s)
+{
+    s_put (b, s, strlen (s));
+}
+
+static void __attribute__ ((format (printf, 2, 3))) s_printf (s_buf_t *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start (ap, fmt);
+    int n = vsnprintf (tmp, sizeof tmp, fmt, ap);
+    va_end (ap);
+    if (n > 0)
+        s_put (b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+/* Appends ' ' + the single-quoted word. */
+static void
+s_word (s_buf_t *b, const char *s)
+{
+    char *q = jm_sh_quote (s);
+    s_puts (b, " ");
+    s_puts (b, q);
+    free (q);
+}
+
+int
+jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errlen)
+{
+    if (strchr (self->work_base, '\n') || strchr (self->job_dir, '\n'))
+        return jm_err (err, errlen, "job %" PRIu64 ": work base or job dir contains a newline",
+                       self->job_id);
+    s_buf_t b = {0};
+    s_puts (&b, "#!/bin/bash\n");
+    if (self->header)
+        s_puts (&b, self->header);
+    s_printf (&b, "# jobman job %" PRIu64 ": %zu task(s), %zu at a time\n", self->job_id,
+              self->ntasks, self->para_deg);
+    s_puts (&b, "cd --");
+    s_word (&b, self->work_base);
+    s_puts (&b, " || { echo \"jobman: cannot enter the work base\" >&2; exit 121; }\n");
+    s_puts (&b, "jm_jobdir=");
+    char *q = jm_sh_quote (self->job_dir);
+    s_puts (&b, q);
+    free (q);
+    s_puts (&b, "\n");
+    for (size_t i = 0; i < self->nprologue; i++) {
+        s_puts (&b, self->prologue[i]);
+        s_puts (&b, "\n");
+    }
+    /* jm_task ID DIR OUTLOG ERRLOG COMMAND: runs in a background subshell,
+       so the cd is local to it.  127 when the task dir is missing. */
+    s_puts (&b, "jm_task () {\n"
+                "    if cd -- \"$2\"; then\n"
+                "        /bin/sh -c -- \"$5\" >>\"$3\" 2>>\"$4\" </dev/null\n"
+                "        jm_rc=$?\n"
+                "    else\n"
+                "        jm_rc=127\n"
+                "    fi\n"
+                "    echo \"$jm_rc\" >\"$jm_jobdir/$1.exit\"\n"
+                "    echo \"E $1 $jm_rc\"\n"
+                "}\n"
+                "jm_running=0\n");
+    s_printf (&b,
+              "jm_go () {\n"
+              "    if [ \"$jm_running\" -ge %zu ]; then\n"
+              "        wait -n\n"
+              "        jm_running=$((jm_running - 1))\n"
+              "    fi\n"
+              "    echo \"S $1\"\n"
+              "    jm_task \"$@\" &\n"
+              "    jm_running=$((jm_running + 1))\n"
+              "}\n",
+              self->para_deg);
+    for (size_t i = 0; i < self->ntasks; i++) {
+        s_task_t *t = &self->tasks[i];
+        s_printf (&b, "jm_go %" PRIu64, t->id);
+        s_word (&b, t->dir);
+        s_word (&b, t->outlog);
+        s_word (&b, t->errlog);
+        s_word (&b, t->command);
+        s_puts (&b, "\n");
+    }
+    s_puts (&b, "wait\nexit 0\n");
+    *text_p = b.s;
+    return 0;
+}
+
+int
+jm_jobscript_write (jm_jobscript_t *self, const char *path, char *err, size_t errlen)
+{
+    char *text = NULL;
+    if (jm_jobscript_render (self, &text, err, errlen) != 0)
+        return -1;
+    int rc = jm_write_file_atomic (path, text, strlen (text), 0700, err, errlen);
+    free (text);
+    return rc;
+}

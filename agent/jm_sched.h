@@ -1,0 +1,84 @@
+/*  jm_sched.h - the interface every scheduler backend implements.
+
+    A backend runs job scripts (jm_jobscript_t) on the local scheduler and
+    reports what happens to them as events, delivered from the agent's zloop
+    (never from another thread):
+      TASK_START  "S <task_id>" seen        (task_id)
+      TASK_END    "E <task_id> <code>" seen  (task_id, exit_code)
+      JOB_END     the job is over            (status: how it ended)
+    Events come in batches (evs[0..n-1], in the order they happened, all of
+    one job) so the agent can put the starts of one read into one message.
+
+    Shell (sched_shell.c) runs 'bash job.sh' as a child in its own process
+    group and reads the script's standard output through a pipe.  Batch
+    backends (sched_slurm.c, ...) will prepend their header to the script,
+    submit it, and each poll_ms read the tag files <job_dir>/<task_id>.exit
+    and run one batched scheduler query for all their jobs.
+
+    One backend file = one jm_sched_backend_t; jm_sched_lookup finds it by
+    name.                                                                  */
+#ifndef JM_SCHED_H
+#define JM_SCHED_H
+
+#include "jm_jobscript.h"
+#include <czmq.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { JM_SCHED_TASK_START, JM_SCHED_TASK_END, JM_SCHED_JOB_END } jm_sched_ev_type_t;
+
+typedef struct {
+    jm_sched_ev_type_t type;
+    uint64_t job_id;
+    uint64_t task_id;   /* TASK_START, TASK_END */
+    int exit_code;      /* TASK_END: the task's exit code */
+    int job_exit;       /* JOB_END: exit status of the job, or -1 if killed */
+    int job_signal;     /* JOB_END: signal that killed it, or 0 */
+    const char *reason; /* JOB_END: "" or why (e.g. "cancelled"); valid during the call */
+} jm_sched_ev_t;
+
+/* Receives a batch of events.  The callback may call submit/cancel. */
+typedef void (jm_sched_event_fn) (void *arg, const jm_sched_ev_t *evs, size_t n);
+
+typedef struct {
+    zloop_t *loop;            /* the agent's event loop (pollers, timers) */
+    size_t slots;             /* at most this many jobs at once */
+    unsigned poll_ms;         /* batch backends: poll interval */
+    jm_sched_event_fn *event; /* event sink */
+    void *arg;                /* passed to event */
+} jm_sched_opts_t;
+
+typedef struct _jm_sched_t jm_sched_t; /* a backend's private state */
+
+typedef struct {
+    const char *name; /* "shell", "slurm", ... as given to --scheduler */
+    /* NULL + err if the backend cannot run here (e.g. sbatch missing). */
+    jm_sched_t *(*create) (const jm_sched_opts_t *opts, char *err, size_t errlen);
+    /* Stops: kills what the backend started itself (Shell: the job process
+       groups) so nothing is orphaned; batch jobs are left to the scheduler.
+       No events are delivered during or after destroy. */
+    void (*destroy) (jm_sched_t **self_p);
+    /* Writes <job_dir>/job.sh from script (job dir must exist) and submits
+       it.  0, or -1 + err (no events follow for this job). */
+    int (*submit) (jm_sched_t *self, jm_jobscript_t *script, char *err, size_t errlen);
+    /* Cancels a job: its JOB_END event follows (reason "cancelled").
+       0, or -1 if the job is unknown or already over. */
+    int (*cancel) (jm_sched_t *self, uint64_t job_id);
+    /* Number of jobs submitted and not yet ended. */
+    size_t (*active) (jm_sched_t *self);
+} jm_sched_backend_t;
+
+extern const jm_sched_backend_t jm_sched_shell;
+
+/* Backend by name, or NULL. */
+static inline const jm_sched_backend_t *
+jm_sched_lookup (const char *name)
+{
+    static const jm_sched_backend_t *const all[] = {&jm_sched_shell};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (name && strcmp (all[i]->name, name) == 0)
+            return all[i];
+    return NULL;
+}
+
+#endif
