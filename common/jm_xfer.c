@@ -1,0 +1,432 @@
+/*  jm_xfer.c - chunked, credit-based file transfer (receiver pulls).
+
+    Receiver state: one object per wanted hash (global table, so a hash
+    wanted twice is fetched once), kept in the FIFO of the peer it is
+    fetched from.  Each peer has a list of outstanding FETCH requests,
+    never longer than the window; a CHUNK or NOFILE that matches one frees
+    it.  Requests outlive their object (an object may fail while chunks
+    are still on the way): their answers still free credit and are then
+    dropped.  Memory is bounded by the window: chunks go straight to disk
+    through jm_store_writer. */
+#define _GNU_SOURCE
+#include "jm_xfer.h"
+#include "jm_log.h"
+#include "jm_util.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct _peer_t peer_t;
+
+typedef struct {
+    char hash[JM_HASH_HEX];
+    uint64_t size;
+    uint64_t job_id;
+    uint64_t next_offset; /* next byte to request */
+    bool started;         /* at least one FETCH sent */
+    peer_t *peer;
+    void *handle; /* in peer->queue */
+    jm_store_writer_t *writer;
+    void **cookies;
+    size_t ncookies, cookies_cap;
+} obj_t;
+
+typedef struct {
+    char hash[JM_HASH_HEX];
+    uint64_t offset;
+    size_t len;
+} req_t;
+
+struct _peer_t {
+    char *name;
+    zlistx_t *queue; /* obj_t *, FIFO; not owned */
+    req_t *reqs;     /* outstanding FETCHes, at most window */
+    size_t nreqs;
+};
+
+struct _jm_xfer_t {
+    jm_store_t *store;
+    size_t chunk;
+    size_t window;
+    jm_xfer_send_fn *send;
+    jm_xfer_done_fn *done;
+    void *arg;
+    zhashx_t *objects; /* hash -> obj_t * (owned, freed by hand) */
+    zhashx_t *peers;   /* name -> peer_t * (owned) */
+    uint64_t bytes_received;
+};
+
+static void
+s_obj_free (obj_t *o)
+{
+    if (o->writer)
+        jm_store_writer_abort (&o->writer);
+    free (o->cookies);
+    free (o);
+}
+
+static void
+s_peer_destructor (void **item)
+{
+    peer_t *p = (peer_t *)*item;
+    if (p) {
+        zlistx_destroy (&p->queue);
+        free (p->reqs);
+        free (p->name);
+        free (p);
+        *item = NULL;
+    }
+}
+
+jm_xfer_t *
+jm_xfer_new (jm_store_t *store, size_t chunk_size, size_t window, jm_xfer_send_fn *send,
+             jm_xfer_done_fn *done, void *arg)
+{
+    assert (store && send && done);
+    jm_xfer_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->store = store;
+    self->chunk = chunk_size ? chunk_size : JM_XFER_CHUNK;
+    if (self->chunk > JM_XFER_CHUNK)
+        self->chunk = JM_XFER_CHUNK; /* what a sender will serve at most */
+    self->window = window ? window : JM_XFER_WINDOW;
+    self->send = send;
+    self->done = done;
+    self->arg = arg;
+    self->objects = zhashx_new ();
+    self->peers = zhashx_new ();
+    zhashx_set_destructor (self->peers, s_peer_destructor);
+    return self;
+}
+
+void
+jm_xfer_destroy (jm_xfer_t **self_p)
+{
+    assert (self_p);
+    jm_xfer_t *self = *self_p;
+    if (self) {
+        zhashx_destroy (&self->peers);
+        for (obj_t *o = (obj_t *)zhashx_first (self->objects); o;
+             o = (obj_t *)zhashx_next (self->objects))
+            s_obj_free (o);
+        zhashx_destroy (&self->objects);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+static peer_t *
+s_peer (jm_xfer_t *self, const char *name, bool create)
+{
+    peer_t *p = (peer_t *)zhashx_lookup (self->peers, name);
+    if (!p && create) {
+        p = calloc (1, sizeof *p);
+        assert (p);
+        p->name = strdup (name);
+        p->queue = zlistx_new ();
+        p->reqs = calloc (self->window, sizeof *p->reqs);
+        assert (p->name && p->queue && p->reqs);
+        zhashx_insert (self->peers, name, p);
+    }
+    return p;
+}
+
+/*  Detach object o from every table (it stays allocated) and tell every
+    waiter.  The callbacks may re-enter jm_xfer. */
+static void
+s_finish (jm_xfer_t *self, obj_t *o, int ok, const char *reason)
+{
+    zhashx_delete (self->objects, o->hash);
+    if (o->handle) {
+        zlistx_delete (o->peer->queue, o->handle);
+        o->handle = NULL;
+    }
+    char *peer = strdup (o->peer->name);
+    assert (peer);
+    if (ok != 0)
+        jm_warn ("%s", reason);
+    for (size_t i = 0; i < o->ncookies; i++)
+        self->done (self->arg, peer, o->hash, ok, ok == 0 ? NULL : reason, o->cookies[i]);
+    free (peer);
+    s_obj_free (o);
+}
+
+static void
+s_fail (jm_xfer_t *self, obj_t *o, const char *fmt, const char *detail)
+{
+    char reason[1024];
+    snprintf (reason, sizeof reason, fmt, o->hash, o->peer->name, detail);
+    s_finish (self, o, -1, reason);
+}
+
+/*  Remove the outstanding request matching hash (and offset, unless
+    any_offset).  Returns false if there is none. */
+static bool
+s_take_req (peer_t *p, const char *hash, uint64_t offset, bool any_offset, req_t *out)
+{
+    for (size_t i = 0; i < p->nreqs; i++) {
+        if (strcmp (p->reqs[i].hash, hash) == 0 && (any_offset || p->reqs[i].offset == offset)) {
+            *out = p->reqs[i];
+            memmove (&p->reqs[i], &p->reqs[i + 1], (p->nreqs - i - 1) * sizeof *p->reqs);
+            p->nreqs--;
+            return true;
+        }
+    }
+    return false;
+}
+
+/*  Send FETCHes to peer while the window allows.  Objects whose chunks
+    are all requested sit at the front of the queue (at most window of
+    them), so each step looks at a handful of entries. */
+static void
+s_pump (jm_xfer_t *self, const char *peer_name)
+{
+    for (;;) {
+        peer_t *p = s_peer (self, peer_name, false);
+        if (!p || p->nreqs >= self->window)
+            return;
+        obj_t *o = (obj_t *)zlistx_first (p->queue);
+        while (o && o->next_offset >= o->size)
+            o = (obj_t *)zlistx_next (p->queue);
+        if (!o)
+            return;
+        if (!o->started) {
+            char err[512];
+            o->writer = jm_store_writer_new (self->store, o->hash, o->size, err, sizeof err);
+            if (!o->writer) {
+                s_fail (self, o, "file %s from %s: %s", err);
+                continue;
+            }
+            o->started = true;
+        }
+        uint64_t left = o->size - o->next_offset;
+        size_t len = left < self->chunk ? (size_t)left : self->chunk;
+        jm_msg_t *msg = jm_msg_new (JM_MSG_FETCH);
+        assert (msg);
+        msg->job_id = o->job_id;
+        memcpy (msg->hash, o->hash, JM_HASH_HEX);
+        msg->offset = o->next_offset;
+        msg->size = len;
+        req_t *r = &p->reqs[p->nreqs++];
+        memcpy (r->hash, o->hash, JM_HASH_HEX);
+        r->offset = o->next_offset;
+        r->len = len;
+        o->next_offset += len;
+        char hash[JM_HASH_HEX];
+        memcpy (hash, o->hash, JM_HASH_HEX);
+        uint64_t offset = r->offset;
+        if (self->send (self->arg, peer_name, &msg) != 0) {
+            if (msg)
+                jm_msg_destroy (&msg);
+            /* nothing is on the way: give the credit back */
+            p = s_peer (self, peer_name, false);
+            req_t gone;
+            if (p)
+                s_take_req (p, hash, offset, false, &gone);
+            o = (obj_t *)zhashx_lookup (self->objects, hash);
+            if (o)
+                s_fail (self, o, "file %s from %s: %s", "cannot send FETCH to the peer");
+            return;
+        }
+    }
+}
+
+static void
+s_add_cookie (obj_t *o, void *cookie)
+{
+    if (o->ncookies == o->cookies_cap) {
+        o->cookies_cap = o->cookies_cap ? 2 * o->cookies_cap : 2;
+        o->cookies = realloc (o->cookies, o->cookies_cap * sizeof *o->cookies);
+        assert (o->cookies);
+    }
+    o->cookies[o->ncookies++] = cookie;
+}
+
+int
+jm_xfer_want (jm_xfer_t *self, const char *peer, const char *hash, uint64_t size, uint64_t job_id,
+              void *cookie)
+{
+    assert (self && peer);
+    if (!jm_hash_valid (hash))
+        return -1;
+    if (jm_store_has (self->store, hash)) {
+        self->done (self->arg, peer, hash, 0, NULL, cookie);
+        return 0;
+    }
+    if (size == 0) {
+        char reason[256];
+        snprintf (reason, sizeof reason, "file %s from %s: size 0 but not the empty file's hash",
+                  hash, peer);
+        self->done (self->arg, peer, hash, -1, reason, cookie);
+        return 0;
+    }
+    obj_t *o = (obj_t *)zhashx_lookup (self->objects, hash);
+    if (o) {
+        s_add_cookie (o, cookie);
+        return 1;
+    }
+    o = calloc (1, sizeof *o);
+    assert (o);
+    memcpy (o->hash, hash, JM_HASH_HEX);
+    o->size = size;
+    o->job_id = job_id;
+    s_add_cookie (o, cookie);
+    peer_t *p = s_peer (self, peer, true);
+    o->peer = p;
+    o->handle = zlistx_add_end (p->queue, o);
+    zhashx_insert (self->objects, hash, o);
+    s_pump (self, peer);
+    return 1;
+}
+
+static void
+s_on_chunk (jm_xfer_t *self, obj_t *o, const req_t *req, const jm_msg_t *msg)
+{
+    char err[512];
+    if (msg->data_size != req->len) {
+        snprintf (err, sizeof err, "chunk at offset %" PRIu64 " has %zu bytes, asked for %zu",
+                  msg->offset, msg->data_size, req->len);
+        s_fail (self, o, "file %s from %s failed verification: %s", err);
+        return;
+    }
+    if (jm_store_writer_write (o->writer, msg->offset, msg->data, msg->data_size, err,
+                               sizeof err) != 0) {
+        s_fail (self, o, "file %s from %s failed verification: %s", err);
+        return;
+    }
+    self->bytes_received += msg->data_size;
+    if (jm_store_writer_received (o->writer) < o->size)
+        return;
+    int rc = jm_store_writer_commit (&o->writer, err, sizeof err);
+    if (rc != 0)
+        s_fail (self, o, "file %s from %s failed verification: %s", err);
+    else
+        s_finish (self, o, 0, NULL);
+}
+
+int
+jm_xfer_on_message (jm_xfer_t *self, const char *peer, const jm_msg_t *msg)
+{
+    assert (self && peer && msg);
+    if (msg->id != JM_MSG_CHUNK && msg->id != JM_MSG_NOFILE)
+        return 0;
+    peer_t *p = s_peer (self, peer, false);
+    req_t req;
+    bool chunk = msg->id == JM_MSG_CHUNK;
+    if (!p || !s_take_req (p, msg->hash, msg->offset, !chunk, &req)) {
+        jm_warn ("ignoring unexpected %s for file %.64s offset %" PRIu64 " from %s",
+                 chunk ? "CHUNK" : "NOFILE", msg->hash, msg->offset, peer);
+        return 0;
+    }
+    obj_t *o = (obj_t *)zhashx_lookup (self->objects, msg->hash);
+    if (o && o->peer == p && o->writer) {
+        if (chunk)
+            s_on_chunk (self, o, &req, msg);
+        else
+            s_fail (self, o, "file %s from %s: %s",
+                    msg->reason && *msg->reason ? msg->reason : "the peer does not have it");
+    }
+    /* else: the answer to a request of an object that already failed */
+    s_pump (self, peer);
+    return 0;
+}
+
+void
+jm_xfer_peer_lost (jm_xfer_t *self, const char *peer, const char *reason)
+{
+    assert (self && peer);
+    peer_t *p = s_peer (self, peer, false);
+    if (!p)
+        return;
+    p->nreqs = 0;
+    obj_t *o;
+    /* s_finish unlinks o from the queue; callbacks may add new wants for
+       this peer (they go to the end and fail too unless the peer is back,
+       so take a snapshot count). */
+    size_t n = zlistx_size (p->queue);
+    while (n-- > 0 && (p = s_peer (self, peer, false)) && (o = (obj_t *)zlistx_first (p->queue)))
+        s_finish (self, o, -1, reason && *reason ? reason : "the peer went away");
+    p = s_peer (self, peer, false);
+    if (p && zlistx_size (p->queue) == 0)
+        zhashx_delete (self->peers, peer);
+}
+
+void
+jm_xfer_forget (jm_xfer_t *self, void *cookie)
+{
+    assert (self);
+    zlistx_t *drop = zlistx_new ();
+    for (obj_t *o = (obj_t *)zhashx_first (self->objects); o;
+         o = (obj_t *)zhashx_next (self->objects)) {
+        size_t j = 0;
+        for (size_t i = 0; i < o->ncookies; i++)
+            if (o->cookies[i] != cookie)
+                o->cookies[j++] = o->cookies[i];
+        o->ncookies = j;
+        if (j == 0 && !o->started)
+            zlistx_add_end (drop, o);
+    }
+    for (obj_t *o = (obj_t *)zlistx_first (drop); o; o = (obj_t *)zlistx_next (drop)) {
+        zlistx_delete (o->peer->queue, o->handle);
+        zhashx_delete (self->objects, o->hash);
+        s_obj_free (o);
+    }
+    zlistx_destroy (&drop);
+}
+
+size_t
+jm_xfer_pending (jm_xfer_t *self)
+{
+    assert (self);
+    return zhashx_size (self->objects);
+}
+
+uint64_t
+jm_xfer_bytes_received (jm_xfer_t *self)
+{
+    assert (self);
+    return self->bytes_received;
+}
+
+jm_msg_t *
+jm_xfer_serve (jm_store_t *store, const jm_msg_t *fetch, size_t *bytes_p)
+{
+    assert (store && fetch);
+    if (bytes_p)
+        *bytes_p = 0;
+    char err[512];
+    if (!jm_hash_valid (fetch->hash) || !jm_store_has (store, fetch->hash)) {
+        jm_msg_t *nofile = jm_msg_new (JM_MSG_NOFILE);
+        assert (nofile);
+        memcpy (nofile->hash, fetch->hash, sizeof nofile->hash);
+        nofile->hash[64] = 0;
+        snprintf (err, sizeof err, "no such file %.64s", fetch->hash);
+        jm_str_set (&nofile->reason, err);
+        return nofile;
+    }
+    size_t len = fetch->size < JM_XFER_CHUNK ? (size_t)fetch->size : JM_XFER_CHUNK;
+    uint8_t *buf = len ? malloc (len) : NULL;
+    assert (buf || !len);
+    ssize_t n =
+        len ? jm_store_read (store, fetch->hash, fetch->offset, buf, len, err, sizeof err) : 0;
+    if (n < 0) {
+        free (buf);
+        jm_msg_t *nofile = jm_msg_new (JM_MSG_NOFILE);
+        assert (nofile);
+        memcpy (nofile->hash, fetch->hash, JM_HASH_HEX);
+        jm_str_set (&nofile->reason, err);
+        return nofile;
+    }
+    jm_msg_t *chunk = jm_msg_new (JM_MSG_CHUNK);
+    assert (chunk);
+    memcpy (chunk->hash, fetch->hash, JM_HASH_HEX);
+    chunk->offset = fetch->offset;
+    jm_msg_set_data (chunk, buf, (size_t)n);
+    free (buf);
+    if (bytes_p)
+        *bytes_p = (size_t)n;
+    return chunk;
+}
