@@ -1,0 +1,218 @@
+# e2e_lib.sh - sourced by tests/e2e_*.sh: starts the real jobman programs on
+# 127.0.0.1 (ephemeral ports), records every PID, and cleans up on exit.
+#
+#   JM_BUILD_DIR   where jobman-coord/-agent/-submit are (default ./build)
+#   JM_KEEP=1      keep the temp dir (logs, homes, roots) after the test
+#   JM_TEST_TIMEOUT  overall watchdog in seconds (default 280)
+#
+# Provides: $T (temp dir), $JOBMAN_HOME, $COORD $AGENT $SUBMIT,
+#   start_coord, stop_coord, start_agent NAME [SLOTS], start_agent_unallowed
+#   NAME [SLOTS], agent_root NAME, jm_submit ARGS..., wait_for_file F [SECS],
+#   wait_until SECS CMD..., fail MSG, ok MSG, check_eq WHAT GOT WANT,
+#   status_json ID, count_state ID STATE.
+
+set -euo pipefail
+
+JM_SOURCE_DIR=${JM_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+JM_BUILD_DIR=${JM_BUILD_DIR:-$JM_SOURCE_DIR/build}
+JM_BUILD_DIR=$(cd "$JM_BUILD_DIR" 2>/dev/null && pwd) || {
+    echo "FAIL: build dir '${JM_BUILD_DIR}' missing (build first or set JM_BUILD_DIR)" >&2
+    exit 1
+}
+COORD=$JM_BUILD_DIR/jobman-coord
+AGENT=$JM_BUILD_DIR/jobman-agent
+SUBMIT=$JM_BUILD_DIR/jobman-submit
+for _b in "$COORD" "$AGENT" "$SUBMIT"; do
+    [ -x "$_b" ] || { echo "FAIL: $_b not built" >&2; exit 1; }
+done
+command -v jq >/dev/null || { echo "FAIL: jq is needed (deploy/install-deps.sh)" >&2; exit 1; }
+
+JM_TEST_NAME=$(basename "$0" .sh)
+T=$(mktemp -d "/tmp/jm_${JM_TEST_NAME}.XXXXXX")
+export JOBMAN_HOME=$T/home
+export JOBMAN_TIMEOUT_MS=${JOBMAN_TIMEOUT_MS:-5000}
+JM_PIDFILE=$T/pids
+: >"$JM_PIDFILE"
+JM_CMD_TIMEOUT=${JM_CMD_TIMEOUT:-200}
+COORD_PID=
+COORD_EP=
+
+ok() { echo "ok: $*"; }
+
+_jm_dump_logs() {
+    local f
+    for f in "$T"/*.log; do
+        [ -f "$f" ] || continue
+        echo "---- last lines of $(basename "$f") ----" >&2
+        tail -n 30 "$f" >&2 || true
+    done
+}
+
+fail() {
+    echo "FAIL: ${JM_TEST_NAME}: $*" >&2
+    _jm_dump_logs
+    exit 1
+}
+
+check_eq() { # WHAT GOT WANT
+    [ "$2" = "$3" ] || fail "$1: got '$2', want '$3'"
+    ok "$1 = $3"
+}
+
+_jm_record_pid() { echo "$1" >>"$JM_PIDFILE"; }
+
+# Kill every recorded PID: TERM, then KILL whatever is left after 5 s.
+_jm_kill_all() {
+    local pids p i
+    pids=$(cat "$JM_PIDFILE" 2>/dev/null || true)
+    [ -n "$pids" ] || return 0
+    for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+    for i in $(seq 50); do
+        local alive=0
+        for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ $alive = 0 ] && break
+        sleep 0.1
+    done
+    for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
+    for p in $pids; do wait "$p" 2>/dev/null || true; done
+}
+
+_jm_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [ -n "${JM_WATCHDOG_PID:-}" ] && kill "$JM_WATCHDOG_PID" 2>/dev/null || true
+    _jm_kill_all
+    if [ "${JM_KEEP:-0}" = 1 ] || [ $rc != 0 -a "${JM_KEEP_ON_FAIL:-0}" = 1 ]; then
+        echo "kept $T" >&2
+    else
+        rm -rf "$T"
+    fi
+    exit $rc
+}
+trap _jm_cleanup EXIT
+trap 'echo "FAIL: ${JM_TEST_NAME}: interrupted" >&2; exit 130' INT
+trap 'echo "FAIL: ${JM_TEST_NAME}: terminated (watchdog: over ${JM_TEST_TIMEOUT:-280} s?)" >&2; _jm_dump_logs; exit 124' TERM
+
+# Watchdog: after JM_TEST_TIMEOUT seconds kill the daemons (so a blocked
+# foreground command returns) and then this shell.
+(
+    trap - EXIT INT TERM
+    sleep "${JM_TEST_TIMEOUT:-280}"
+    echo "FAIL: ${JM_TEST_NAME}: watchdog fired after ${JM_TEST_TIMEOUT:-280} s" >&2
+    for p in $(cat "$JM_PIDFILE" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
+    kill -TERM $$ 2>/dev/null || true
+) </dev/null >/dev/null 2>&1 &
+JM_WATCHDOG_PID=$!
+
+# wait_for_file FILE [SECS]: wait until FILE exists and is non-empty.
+wait_for_file() {
+    local f=$1 secs=${2:-10} i
+    for i in $(seq $((secs * 10))); do
+        [ -s "$f" ] && return 0
+        sleep 0.1
+    done
+    fail "timed out after ${secs} s waiting for $f"
+}
+
+# wait_until SECS CMD...: poll CMD (every 0.2 s) until it succeeds.
+wait_until() {
+    local secs=$1 i
+    shift
+    for i in $(seq $((secs * 5))); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# jm_submit ARGS...: jobman-submit with a timeout.
+jm_submit() { timeout --kill-after=5 "$JM_CMD_TIMEOUT" "$SUBMIT" "$@"; }
+
+start_coord() {
+    if [ ! -f "$JOBMAN_HOME/coord.cert" ]; then
+        timeout 30 "$COORD" init --home "$JOBMAN_HOME" --bind 'tcp://127.0.0.1:*' \
+            >>"$T/coord_init.log" 2>&1 || fail "jobman-coord init failed"
+    fi
+    rm -f "$JOBMAN_HOME/coord.endpoint"
+    "$COORD" run --home "$JOBMAN_HOME" --bind 'tcp://127.0.0.1:*' >>"$T/coord.log" 2>&1 &
+    COORD_PID=$!
+    _jm_record_pid "$COORD_PID"
+    wait_for_file "$JOBMAN_HOME/coord.endpoint" 15
+    COORD_EP=$(head -n1 "$JOBMAN_HOME/coord.endpoint")
+    case "$COORD_EP" in
+    tcp://127.0.0.1:*) ;;
+    *) fail "coordinator endpoint '$COORD_EP' is not on 127.0.0.1" ;;
+    esac
+    kill -0 "$COORD_PID" 2>/dev/null || fail "jobman-coord run exited at start"
+    echo "coordinator pid $COORD_PID at $COORD_EP"
+}
+
+stop_coord() {
+    [ -n "$COORD_PID" ] || return 0
+    kill -TERM "$COORD_PID" 2>/dev/null || true
+    local i
+    for i in $(seq 50); do
+        kill -0 "$COORD_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$COORD_PID" 2>/dev/null || true
+    wait "$COORD_PID" 2>/dev/null || true
+    COORD_PID=
+}
+
+agent_home() { echo "$T/agents/$1"; }
+agent_root() { echo "$T/roots/$1"; }
+
+_jm_agent_init() { # NAME
+    local home root
+    home=$(agent_home "$1")
+    root=$(agent_root "$1")
+    mkdir -p "$root" "$(dirname "$home")"
+    if [ ! -f "$home/agent.cert" ]; then
+        timeout 30 "$AGENT" init --home "$home" >>"$T/agent_$1.log" 2>&1 \
+            || fail "jobman-agent init for $1 failed"
+    fi
+    [ -f "$home/agent.cert" ] || fail "jobman-agent init made no $home/agent.cert"
+}
+
+_jm_agent_run() { # NAME SLOTS
+    local home root pid
+    home=$(agent_home "$1")
+    root=$(agent_root "$1")
+    "$AGENT" run --home "$home" --coordinator "$COORD_EP" \
+        --coordinator-cert "$JOBMAN_HOME/coord.cert" --site "$1" --root "$root" \
+        --scheduler shell --slots "$2" >>"$T/agent_$1.log" 2>&1 &
+    pid=$!
+    _jm_record_pid "$pid"
+    eval "AGENT_PID_$1=$pid"
+    echo "agent $1 pid $pid (slots $2, root $root)"
+}
+
+# start_agent NAME [SLOTS]: init, allow and run an agent (site NAME).
+start_agent() {
+    local name=$1 slots=${2:-4}
+    _jm_agent_init "$name"
+    timeout 30 "$COORD" allow "$(agent_home "$name")/agent.cert" --name "$name" \
+        --home "$JOBMAN_HOME" >>"$T/coord_init.log" 2>&1 || fail "jobman-coord allow $name failed"
+    _jm_agent_run "$name" "$slots"
+}
+
+# start_agent_unallowed NAME [SLOTS]: an agent whose key was never allowed.
+start_agent_unallowed() {
+    local name=$1 slots=${2:-4}
+    _jm_agent_init "$name"
+    _jm_agent_run "$name" "$slots"
+}
+
+# status_json ID: jobman-submit status ID --json (fails the test on error).
+status_json() {
+    jm_submit status "$1" --json || fail "jobman-submit status $1 --json failed"
+}
+
+# count_state ID STATE: number of tasks of ID in STATE (from counts).
+count_state() {
+    status_json "$1" | jq -r --arg s "$2" '.submissions[0].counts[$s]'
+}
+
+# rand_file PATH BYTES: random content.
+rand_file() { head -c "$2" /dev/urandom >"$1"; }
