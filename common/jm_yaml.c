@@ -144,6 +144,11 @@ s_parse_collection (jm_yctx_t *ctx, jm_ynode_t *node, yaml_event_type_t end, int
             yaml_event_delete (&ev);
             goto fail;
         }
+        if (memchr (ev.data.scalar.value, 0, ev.data.scalar.length)) {
+            s_at (ctx, &ev.start_mark, "NUL character in a key");
+            yaml_event_delete (&ev);
+            goto fail;
+        }
         char *key = strndup ((const char *)ev.data.scalar.value, ev.data.scalar.length);
         int key_line = (int)ev.start_mark.line + 1;
         yaml_mark_t key_mark = ev.start_mark;
@@ -188,6 +193,10 @@ s_parse_node (jm_yctx_t *ctx, yaml_event_t *ev, int depth)
     case YAML_SCALAR_EVENT:
         if (ev->data.scalar.anchor) {
             s_anchor (ctx, &ev->start_mark, ev->data.scalar.anchor);
+            break;
+        }
+        if (memchr (ev->data.scalar.value, 0, ev->data.scalar.length)) {
+            s_at (ctx, &ev->start_mark, "NUL character in a scalar");
             break;
         }
         node = s_node_new (JM_Y_SCALAR, &ev->start_mark);

@@ -166,6 +166,10 @@ test_syntax_error (void **state)
     assert_null (s_load ("a: 1\n---\nb: 2\n", err, sizeof (err)));
     assert_non_null (strstr (err, "more than one document"));
 
+    err[0] = 0;
+    assert_null (s_load ("a: \"x\\0y\"\n", err, sizeof (err)));
+    assert_non_null (strstr (err, "t.yml:1:4: NUL"));
+
     /* an empty file (or one with only comments) is a null document */
     jm_ynode_t *root = s_load ("# nothing\n", err, sizeof (err));
     assert_non_null (root);

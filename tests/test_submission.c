@@ -1,0 +1,521 @@
+/*  test_submission.c - dpdispatcher-style submission files: loading,
+    validation errors a user would hit, and the SUBMIT message. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "jm_sha256.h"
+#include "jm_store.h"
+#include "jm_submission.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char s_dir[64];   /* temp root */
+static char s_work[128]; /* --work-dir */
+static char s_runs[128]; /* work_dir/runs (work_base) */
+static char s_subfile[128];
+
+static char *
+s_path (const char *rel)
+{
+    static char buf[8][PATH_MAX];
+    static int i;
+    i = (i + 1) % 8;
+    snprintf (buf[i], sizeof buf[i], "%s/%s", s_dir, rel);
+    return buf[i];
+}
+
+static void
+s_write (const char *path, const char *text)
+{
+    FILE *f = fopen (path, "w");
+    assert_non_null (f);
+    fputs (text, f);
+    fclose (f);
+}
+
+static int
+s_setup (void **state)
+{
+    (void)state;
+    snprintf (s_dir, sizeof s_dir, "/tmp/jm_test_sub.XXXXXX");
+    if (!mkdtemp (s_dir))
+        return -1;
+    snprintf (s_work, sizeof s_work, "%s/work", s_dir);
+    snprintf (s_runs, sizeof s_runs, "%s/work/runs", s_dir);
+    snprintf (s_subfile, sizeof s_subfile, "%s/sub.yml", s_dir);
+    mkdir (s_work, 0755);
+    mkdir (s_runs, 0755);
+    mkdir (s_path ("work/runs/t0"), 0755);
+    mkdir (s_path ("work/runs/t1"), 0755);
+    s_write (s_path ("work/runs/common.dat"), "shared input\n");
+    s_write (s_path ("work/runs/t0/in.dat"), "task zero\n");
+    s_write (s_path ("work/runs/t1/in.dat"), "task one\n");
+    s_write (s_path ("work/runs/t1/empty"), "");
+    s_write (s_path ("secret"), "outside the work base\n");
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf (cmd, sizeof cmd, "rm -rf '%s'", s_dir);
+    return system (cmd);
+}
+
+static jm_submission_t *
+s_load_text (const char *text, char *err, size_t errlen)
+{
+    s_write (s_subfile, text);
+    return jm_submission_load (s_subfile, s_work, err, errlen);
+}
+
+static const char *s_valid_yaml = "work_base: runs\n"
+                                  "forward_common_files: [common.dat]\n"
+                                  "backward_common_files: [summary.txt]\n"
+                                  "resources:\n"
+                                  "  number_node: 1\n"
+                                  "  cpu_per_node: 4\n"
+                                  "  gpu_per_node: 0\n"
+                                  "  queue_name: cpu\n"
+                                  "  group_size: 10\n"
+                                  "  para_deg: 2\n"
+                                  "  custom_flags: ['#SBATCH --time=1:00:00']\n"
+                                  "  source_list: [/opt/env.sh]\n"
+                                  "  module_list: [gcc]\n"
+                                  "  envs: {OMP_NUM_THREADS: 4}\n"
+                                  "  kwargs: {}\n"
+                                  "  strategy: {if_cuda_multi_devices: false}\n"
+                                  "task_list:\n"
+                                  "  - command: \"cat in.dat > out.dat\"\n"
+                                  "    task_work_path: t0\n"
+                                  "    forward_files: [in.dat]\n"
+                                  "    backward_files: [out.dat, '*.log']\n"
+                                  "  - command: run --fast\n"
+                                  "    task_work_path: t1/\n"
+                                  "    forward_files: [in.dat, empty]\n"
+                                  "    backward_files: []\n"
+                                  "    outlog: out.txt\n"
+                                  "    errlog: err.txt\n"
+                                  "    task_need_resources: 1\n";
+
+static void
+s_check_valid (jm_submission_t *s)
+{
+    char want[PATH_MAX];
+    assert_non_null (realpath (s_runs, want));
+    assert_string_equal (s->work_base, "runs");
+    assert_string_equal (s->work_base_abs, want);
+    assert_int_equal (s->group_size, 10);
+    assert_int_equal (s->para_deg, 2);
+    assert_int_equal (s->n_forward_common, 1);
+    assert_string_equal (s->forward_common_files[0], "common.dat");
+    assert_int_equal (s->n_backward_common, 1);
+    assert_string_equal (s->backward_common_files[0], "summary.txt");
+    assert_int_equal (s->n_tasks, 2);
+    jm_task_spec_t *t = &s->tasks[0];
+    assert_string_equal (t->command, "cat in.dat > out.dat");
+    assert_string_equal (t->task_work_path, "t0");
+    assert_int_equal (t->n_forward, 1);
+    assert_string_equal (t->forward_files[0], "in.dat");
+    assert_int_equal (t->n_backward, 2);
+    assert_string_equal (t->backward_files[1], "*.log");
+    assert_string_equal (t->outlog, "log");
+    assert_string_equal (t->errlog, "err");
+    t = &s->tasks[1];
+    assert_string_equal (t->command, "run --fast");
+    assert_string_equal (t->task_work_path, "t1/");
+    assert_int_equal (t->n_forward, 2);
+    assert_int_equal (t->n_backward, 0);
+    assert_string_equal (t->outlog, "out.txt");
+    assert_string_equal (t->errlog, "err.txt");
+}
+
+static void
+test_valid_yaml (void **state)
+{
+    (void)state;
+    char err[2048] = "";
+    jm_submission_t *s = s_load_text (s_valid_yaml, err, sizeof err);
+    if (!s)
+        fail_msg ("%s", err);
+    assert_string_equal (s->file, s_subfile);
+    s_check_valid (s);
+    jm_submission_destroy (&s);
+    assert_null (s);
+}
+
+static void
+test_valid_json (void **state)
+{
+    (void)state;
+    char err[2048] = "";
+    /* the shape dpdispatcher's submission.json has, machine included */
+    const char *json =
+        "{\n"
+        "  \"work_base\": \"runs\",\n"
+        "  \"forward_common_files\": [\"common.dat\"],\n"
+        "  \"backward_common_files\": [\"summary.txt\"],\n"
+        "  \"machine\": {\"batch_type\": \"Slurm\", \"context_type\": \"SSHContext\",\n"
+        "              \"local_root\": \"./\", \"remote_root\": \"/scratch\"},\n"
+        "  \"resources\": {\"number_node\": 1, \"cpu_per_node\": 4, \"gpu_per_node\": 0,\n"
+        "                \"queue_name\": \"cpu\", \"group_size\": 10, \"para_deg\": 2,\n"
+        "                \"custom_flags\": [], \"module_purge\": false,\n"
+        "                \"prepend_script\": [], \"append_script\": [], \"wait_time\": 0,\n"
+        "                \"batch_type\": \"Slurm\", \"kwargs\": null},\n"
+        "  \"task_list\": [\n"
+        "    {\"command\": \"cat in.dat > out.dat\", \"task_work_path\": \"t0\",\n"
+        "     \"forward_files\": [\"in.dat\"], \"backward_files\": [\"out.dat\", \"*.log\"],\n"
+        "     \"outlog\": \"log\", \"errlog\": \"err\"},\n"
+        "    {\"command\": \"run --fast\", \"task_work_path\": \"t1/\",\n"
+        "     \"forward_files\": [\"in.dat\", \"empty\"], \"backward_files\": [],\n"
+        "     \"outlog\": \"out.txt\", \"errlog\": \"err.txt\"}\n"
+        "  ]\n"
+        "}\n";
+    jm_submission_t *s = s_load_text (json, err, sizeof err);
+    if (!s)
+        fail_msg ("%s", err);
+    s_check_valid (s);
+    jm_submission_destroy (&s);
+}
+
+static void
+test_defaults (void **state)
+{
+    (void)state;
+    char err[2048] = "";
+    /* no work_dir: relative to the current directory */
+    char cwd[PATH_MAX];
+    assert_non_null (getcwd (cwd, sizeof cwd));
+    assert_int_equal (chdir (s_runs), 0);
+    s_write (s_subfile, "task_list:\n"
+                        "  - command: echo hi\n"
+                        "    task_work_path: ./\n"
+                        "  - command: echo 000\n"
+                        "    task_work_path: 000\n"
+                        "    outlog:\n");
+    jm_submission_t *s = jm_submission_load (s_subfile, NULL, err, sizeof err);
+    assert_int_equal (chdir (cwd), 0);
+    if (!s)
+        fail_msg ("%s", err);
+    char want[PATH_MAX];
+    assert_non_null (realpath (s_runs, want));
+    assert_string_equal (s->work_base, ".");
+    assert_string_equal (s->work_base_abs, want);
+    assert_int_equal (s->group_size, 1);
+    assert_int_equal (s->para_deg, 1);
+    assert_int_equal (s->n_forward_common, 0);
+    assert_int_equal (s->n_backward_common, 0);
+    assert_int_equal (s->n_tasks, 2);
+    assert_string_equal (s->tasks[0].task_work_path, "./");
+    assert_int_equal (s->tasks[0].n_forward, 0);
+    assert_int_equal (s->tasks[0].n_backward, 0);
+    assert_string_equal (s->tasks[0].outlog, "log");
+    assert_string_equal (s->tasks[0].errlog, "err");
+    /* a number where a path is expected is its text */
+    assert_string_equal (s->tasks[1].task_work_path, "000");
+    assert_string_equal (s->tasks[1].outlog, "log");
+    jm_submission_destroy (&s);
+}
+
+/*  The submission must be refused with an error that starts with
+    "<file>:<line>:" and contains want. */
+static void
+s_expect_error (const char *text, int line, const char *want)
+{
+    char err[4096] = "", prefix[256];
+    jm_submission_t *s = s_load_text (text, err, sizeof err);
+    if (s) {
+        jm_submission_destroy (&s);
+        fail_msg ("accepted, expected error '%s' for:\n%s", want, text);
+    }
+    snprintf (prefix, sizeof prefix, "%s:%d:", s_subfile, line);
+    if (getenv ("JM_TEST_VERBOSE"))
+        fprintf (stderr, "%s\n", err);
+    if (strncmp (err, prefix, strlen (prefix)) != 0 || !strstr (err, want))
+        fail_msg ("error '%s'\n does not start with '%s' and contain '%s'", err, prefix, want);
+}
+
+#define TASK0 "task_list:\n  - command: x\n    task_work_path: t0\n"
+
+static void
+test_errors (void **state)
+{
+    (void)state;
+    s_expect_error ("work_base: runs\n", 1, "task_list is missing");
+    s_expect_error ("work_base: runs\ntask_list: []\n", 2, "non-empty list");
+    s_expect_error ("- a\n- b\n", 1, "must be a map");
+    s_expect_error ("work_base: runs\n"
+                    "task_list:\n"
+                    "  - task_work_path: t0\n",
+                    3, "task_list[0].command: required but missing");
+    s_expect_error ("work_base: runs\n"
+                    "task_list:\n"
+                    "  - command: ''\n"
+                    "    task_work_path: t0\n",
+                    3, "task_list[0].command: empty command");
+    s_expect_error ("work_base: runs\n"
+                    "task_list:\n"
+                    "  - command: x\n",
+                    3, "task_list[0].task_work_path: required");
+    s_expect_error ("work_base: runs\nforward_comon_files: [common.dat]\n" TASK0, 2,
+                    "unknown key 'forward_comon_files'");
+    s_expect_error ("work_base: runs\n" TASK0 "    forward_file: [in.dat]\n", 5,
+                    "task_list[0]: unknown key 'forward_file'");
+    s_expect_error ("work_base: runs\n"
+                    "task_list:\n"
+                    "  - command: x\n"
+                    "    task_work_path: t0\n"
+                    "  - command: y\n"
+                    "    task_work_path: ../outside\n",
+                    6, "task_list[1].task_work_path: '../outside' leaves");
+    s_expect_error ("work_base: runs\n" TASK0 "    forward_files: [in.dat, /etc/passwd]\n", 5,
+                    "task_list[0].forward_files[1]: '/etc/passwd' is an absolute path");
+    s_expect_error (
+        "work_base: runs\nforward_common_files:\n  - common.dat\n  - t0/../../x\n" TASK0, 4,
+        "forward_common_files[1]: 't0/../../x' leaves");
+    s_expect_error ("work_base: runs\nbackward_common_files: ['../*.out']\n" TASK0, 2,
+                    "backward_common_files[0]:");
+    s_expect_error ("work_base: runs\n" TASK0 "    outlog: ../log\n", 5, "task_list[0].outlog:");
+    s_expect_error ("work_base: runs\n"
+                    "task_list:\n"
+                    "  - command: x\n"
+                    "    task_work_path: t0\n"
+                    "  - command: y\n"
+                    "    task_work_path: t1\n"
+                    "    forward_files:\n"
+                    "      - in.dat\n"
+                    "      - nothere.dat\n",
+                    9, "task_list[1].forward_files[1]: cannot open 'nothere.dat'");
+    s_expect_error ("work_base: runs\nforward_common_files: [missing.dat]\n" TASK0, 2,
+                    "forward_common_files[0]: cannot open 'missing.dat'");
+    s_expect_error ("work_base: runs\n"
+                    "task_list:\n"
+                    "  - command: x\n"
+                    "    task_work_path: t9\n"
+                    "    forward_files: [in.dat]\n",
+                    4, "task_list[0].task_work_path: cannot open 't9'");
+    s_expect_error ("work_base: runs\nresources: {group_size: ten}\n" TASK0, 2,
+                    "resources.group_size: must be an integer");
+    s_expect_error ("work_base: runs\nresources: {group_size: 2.5}\n" TASK0, 2,
+                    "resources.group_size: must be an integer");
+    s_expect_error ("work_base: runs\nresources:\n  para_deg: 0\n" TASK0, 3,
+                    "resources.para_deg: must be an integer from 1");
+    s_expect_error ("work_base: runs\nresources: {group_size: 1000001}\n" TASK0, 2,
+                    "resources.group_size");
+    s_expect_error ("work_base: runs\nresources: [1]\n" TASK0, 2, "resources: must be a map");
+    s_expect_error ("work_base: nowhere\n" TASK0, 1, "work_base: ");
+    s_expect_error ("work_base: /tmp\n" TASK0, 1, "work_base: '/tmp' is an absolute path");
+    s_expect_error ("work_base: ../work\n" TASK0, 1, "work_base: '../work' leaves");
+    s_expect_error ("work_base: runs\n" TASK0 "    forward_files: in.dat\n", 5,
+                    "task_list[0].forward_files: must be a list of strings");
+    s_expect_error ("work_base: runs\n" TASK0 "    command: y\n", 5, "duplicate key 'command'");
+    s_expect_error ("work_base: runs\ntask_list:\n  - just a string\n", 3,
+                    "task_list[0]: must be a map");
+    s_expect_error ("work_base: runs\n" TASK0 "    forward_files: [[in.dat]]\n", 5,
+                    "task_list[0].forward_files[0]: must be a string");
+}
+
+static void
+test_unsafe_files (void **state)
+{
+    (void)state;
+    /* a symlink leading out of the task directory (and the work base) */
+    assert_int_equal (symlink (s_path ("secret"), s_path ("work/runs/t0/evil")), 0);
+    s_expect_error ("work_base: runs\n" TASK0 "    forward_files: [in.dat, evil]\n", 5,
+                    "task_list[0].forward_files[1]: 'evil' leads outside");
+    /* ... also as a relative link to a sibling */
+    assert_int_equal (symlink ("../common.dat", s_path ("work/runs/t0/up")), 0);
+    s_expect_error ("work_base: runs\n" TASK0 "    forward_files: [up]\n", 5,
+                    "task_list[0].forward_files[0]: 'up' leads outside");
+    /* a common file escaping the work base */
+    assert_int_equal (symlink ("../../secret", s_path ("work/runs/leak")), 0);
+    s_expect_error ("work_base: runs\nforward_common_files: [leak]\n" TASK0, 2,
+                    "forward_common_files[0]: 'leak' leads outside");
+    /* a task directory that is a symlink out of the work base */
+    assert_int_equal (symlink (s_dir, s_path ("work/runs/t2")), 0);
+    s_expect_error ("work_base: runs\n"
+                    "task_list:\n"
+                    "  - command: x\n"
+                    "    task_work_path: t2\n"
+                    "    forward_files: [secret]\n",
+                    4, "task_list[0].task_work_path:");
+    /* a directory or a FIFO is not a file (and must not hang the load) */
+    mkdir (s_path ("work/runs/t0/sub"), 0755);
+    s_expect_error ("work_base: runs\n" TASK0 "    forward_files: [sub]\n", 5,
+                    "is not a regular file");
+    assert_int_equal (mkfifo (s_path ("work/runs/t0/fifo"), 0600), 0);
+    s_expect_error ("work_base: runs\n" TASK0 "    forward_files: [fifo]\n", 5,
+                    "is not a regular file");
+    /* a symlink that stays inside the task directory is fine */
+    assert_int_equal (symlink ("in.dat", s_path ("work/runs/t0/alias")), 0);
+    char err[2048] = "";
+    jm_submission_t *s =
+        s_load_text ("work_base: runs\n" TASK0 "    forward_files: [alias]\n", err, sizeof err);
+    if (!s)
+        fail_msg ("%s", err);
+    jm_submission_destroy (&s);
+}
+
+static size_t
+s_count_files (const char *dir)
+{
+    DIR *d = opendir (dir);
+    if (!d)
+        return 0;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir (d))) {
+        if (strcmp (e->d_name, ".") == 0 || strcmp (e->d_name, "..") == 0)
+            continue;
+        char sub[PATH_MAX];
+        snprintf (sub, sizeof sub, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (lstat (sub, &st) == 0 && S_ISDIR (st.st_mode))
+            n += s_count_files (sub);
+        else
+            n++;
+    }
+    closedir (d);
+    return n;
+}
+
+static void
+s_check_file (const jm_wfile_t *f, const char *name, const char *local, uint32_t mode,
+              jm_store_t *store)
+{
+    char hash[JM_HASH_HEX];
+    uint64_t size = 0;
+    assert_int_equal (jm_sha256_file (local, hash, &size), 0);
+    assert_string_equal (f->path, name);
+    assert_string_equal (f->hash, hash);
+    assert_int_equal (f->size, size);
+    assert_int_equal (f->mode, mode);
+    assert_true (jm_store_has (store, hash));
+    if (size > 0) {
+        /* the stored object holds the same bytes */
+        char buf[256];
+        ssize_t n = jm_store_read (store, hash, 0, buf, sizeof buf, NULL, 0);
+        assert_int_equal (n, (ssize_t)size);
+        char orig[256];
+        FILE *fp = fopen (local, "r");
+        assert_int_equal (fread (orig, 1, sizeof orig, fp), size);
+        fclose (fp);
+        assert_memory_equal (buf, orig, size);
+    }
+}
+
+static void
+test_to_msg (void **state)
+{
+    (void)state;
+    char err[2048] = "";
+    assert_int_equal (chmod (s_path ("work/runs/t0/in.dat"), 0750), 0);
+    assert_int_equal (chmod (s_path ("work/runs/common.dat"), 0640), 0);
+    jm_store_t *store = jm_store_new (s_path ("store"), err, sizeof err);
+    assert_non_null (store);
+    jm_submission_t *s = s_load_text (s_valid_yaml, err, sizeof err);
+    if (!s)
+        fail_msg ("%s", err);
+    jm_msg_t *msg = jm_submission_to_msg (s, store, err, sizeof err);
+    if (!msg)
+        fail_msg ("%s", err);
+    assert_int_equal (msg->id, JM_MSG_SUBMIT);
+    assert_string_equal (msg->work_base, s->work_base_abs);
+    assert_int_equal (msg->group_size, 10);
+    assert_int_equal (msg->para_deg, 2);
+    assert_int_equal (msg->common.n, 1);
+    s_check_file (&msg->common.v[0], "common.dat", s_path ("work/runs/common.dat"), 0640, store);
+    assert_int_equal (msg->backward_common.n, 1);
+    assert_string_equal (msg->backward_common.v[0], "summary.txt");
+    assert_int_equal (msg->tasks.n, 2);
+
+    jm_wtask_t *t = &msg->tasks.v[0];
+    assert_int_equal (t->id, 0);
+    assert_string_equal (t->path, "t0");
+    assert_string_equal (t->command, "cat in.dat > out.dat");
+    assert_string_equal (t->outlog, "log");
+    assert_string_equal (t->errlog, "err");
+    assert_int_equal (t->forward.n, 1);
+    s_check_file (&t->forward.v[0], "in.dat", s_path ("work/runs/t0/in.dat"), 0750, store);
+    assert_int_equal (t->backward.n, 2);
+    assert_string_equal (t->backward.v[0], "out.dat");
+    assert_string_equal (t->backward.v[1], "*.log");
+
+    t = &msg->tasks.v[1];
+    assert_int_equal (t->id, 1);
+    assert_string_equal (t->path, "t1/");
+    assert_string_equal (t->outlog, "out.txt");
+    assert_int_equal (t->forward.n, 2);
+    s_check_file (&t->forward.v[0], "in.dat", s_path ("work/runs/t1/in.dat"), 0644, store);
+    assert_string_equal (t->forward.v[1].hash, JM_HASH_EMPTY);
+    assert_int_equal (t->forward.v[1].size, 0);
+    assert_int_equal (t->backward.n, 0);
+
+    /* the message is within the codec's limits */
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    if (jm_msg_encode (msg, &buf, &size, err, sizeof err))
+        fail_msg ("%s", err);
+    free (buf);
+    jm_msg_destroy (&msg);
+
+    /* a file removed between load and to_msg is an error naming it */
+    unlink (s_path ("work/runs/t1/in.dat"));
+    msg = jm_submission_to_msg (s, store, err, sizeof err);
+    assert_null (msg);
+    assert_non_null (strstr (err, "in.dat"));
+    jm_submission_destroy (&s);
+    jm_store_destroy (&store);
+}
+
+static void
+test_failed_load_stores_nothing (void **state)
+{
+    (void)state;
+    char err[2048] = "", objects[PATH_MAX];
+    jm_store_t *store = jm_store_new (s_path ("store"), err, sizeof err);
+    assert_non_null (store);
+    snprintf (objects, sizeof objects, "%s/objects", s_path ("store"));
+    /* valid common file and task 0, then a missing file in task 1 */
+    jm_submission_t *s = s_load_text ("work_base: runs\n"
+                                      "forward_common_files: [common.dat]\n"
+                                      "task_list:\n"
+                                      "  - command: x\n"
+                                      "    task_work_path: t0\n"
+                                      "    forward_files: [in.dat]\n"
+                                      "  - command: y\n"
+                                      "    task_work_path: t1\n"
+                                      "    forward_files: [gone.dat]\n",
+                                      err, sizeof err);
+    assert_null (s);
+    assert_non_null (strstr (err, "task_list[1].forward_files[0]"));
+    assert_int_equal (s_count_files (objects), 0);
+    jm_store_destroy (&store);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_valid_yaml, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_valid_json, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_defaults, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_errors, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_unsafe_files, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_to_msg, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_failed_load_stores_nothing, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}
