@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# run-tests.sh - build into build/ and run every test (unit + end-to-end),
+# then build with AddressSanitizer/UBSan into build-asan/ and run the unit
+# tests there.  Exits non-zero if any build or test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+JOBS=${JOBS:-2}
+status=0
+
+echo "==> build (build/)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j"$JOBS"
+echo "==> ctest (build/)"
+ctest --test-dir build --output-on-failure -j"$JOBS" --timeout 600 || status=1
+
+echo "==> build with -DJM_SANITIZE=ON (build-asan/)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DJM_SANITIZE=ON
+cmake --build build-asan -j"$JOBS"
+echo "==> unit tests under ASan/UBSan (build-asan/)"
+ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+    ctest --test-dir build-asan --output-on-failure -j"$JOBS" -R '^test_' --timeout 600 || status=1
+
+if [ $status = 0 ]; then
+    echo "==> all tests passed"
+else
+    echo "==> SOME TESTS FAILED (see above)" >&2
+fi
+exit $status
