@@ -213,8 +213,7 @@ s_check_files (jm_sctx_t *ctx, int dirfd, const char *dir_label, const jm_ynode_
 }
 
 static int
-s_load_task (jm_sctx_t *ctx, const jm_ynode_t *node, size_t index, int basefd, const char *base_abs,
-             jm_task_spec_t *t)
+s_load_task (jm_sctx_t *ctx, const jm_ynode_t *node, size_t index, int basefd, jm_task_spec_t *t)
 {
     static const char *known[] = {
         "command", "task_work_path", "forward_files",       "backward_files",
