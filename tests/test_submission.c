@@ -358,12 +358,15 @@ test_unsafe_files (void **state)
     assert_int_equal (mkfifo (s_path ("work/runs/t0/fifo"), 0600), 0);
     s_expect_error ("work_base: runs\n" TASK0 "    forward_files: [fifo]\n", 5,
                     "is not a regular file");
-    /* a symlink that stays inside the task directory is fine */
+    /* a symlink that stays inside the task directory is fine (jm_path's
+       fallback walk without openat2 refuses every symlink) */
     assert_int_equal (symlink ("in.dat", s_path ("work/runs/t0/alias")), 0);
     char err[2048] = "";
     jm_submission_t *s =
         s_load_text ("work_base: runs\n" TASK0 "    forward_files: [alias]\n", err, sizeof err);
-    if (!s)
+    if (getenv ("JM_PATH_NO_OPENAT2"))
+        assert_null (s);
+    else if (!s)
         fail_msg ("%s", err);
     jm_submission_destroy (&s);
 }
