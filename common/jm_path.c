@@ -238,10 +238,11 @@ jm_path_open_beneath (int dirfd, const char *rel, int flags, mode_t mode, char *
         char *parent = strndup (rel, n);
         if (!parent)
             return jm_err (err, errlen, "out of memory");
-        int pfd = jm_path_mkdirs_beneath (dirfd, parent, err, errlen);
+        char suberr[PATH_MAX + 256];
+        int pfd = jm_path_mkdirs_beneath (dirfd, parent, suberr, sizeof suberr);
         free (parent);
         if (pfd < 0)
-            return -1;
+            return jm_err (err, errlen, "cannot create '%s': %s", rel, suberr);
         close (pfd);
     }
     int fd = s_open (dirfd, rel, flags, mode);
