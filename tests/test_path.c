@@ -1,10 +1,12 @@
 /*  test_path.c - nothing outside a directory is opened because of a name. */
 #define _GNU_SOURCE
-#include <cmocka.h>
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <cmocka.h>
+// clang-format on
 
 #include "jm_path.h"
 

@@ -1,10 +1,12 @@
 /*  test_sha256.c - SHA-256 against published vectors and sha256sum(1). */
 #define _GNU_SOURCE
-#include <cmocka.h>
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <cmocka.h>
+// clang-format on
 
 #include "jm_sha256.h"
 

@@ -1,11 +1,13 @@
 /*  test_store.c - the content-addressed store: import, read, verified
     incoming objects, atomic confined copy-out. */
 #define _GNU_SOURCE
-#include <cmocka.h>
+// clang-format off
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <cmocka.h>
+// clang-format on
 
 #include "jm_store.h"
 
