@@ -35,7 +35,7 @@ void jm_config_destroy (jm_config_t **self_p);
 int jm_config_write_default (const char *home, const char *bind, char *err, size_t errlen);
 
 /* Turn a bind endpoint into one a local client can connect to
-   ("tcp://*:7100" -> "tcp://127.0.0.1:7100"). malloc'ed. */
+   (host "*" or "0.0.0.0" becomes 127.0.0.1). malloc'ed. */
 char *jm_endpoint_for_connect (const char *bind);
 
 #endif
