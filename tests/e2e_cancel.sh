@@ -21,9 +21,8 @@ start_agent a1 3
 
 ID=$(jm_submit submit "$T/sub.yml" --work-dir "$W") || fail "submit failed"
 ok "submitted $ID"
-jm_submit wait "$ID" >"$T/wait.out" 2>&1 &
-WAIT_PID=$!
-_jm_record_pid $WAIT_PID
+jm_submit_bg "$T/wait.out" wait "$ID"
+WAIT_PID=$JM_BG_PID
 
 wait_until 60 pgrep -f "sleep $MARK" || fail "no task started within 60 s"
 ok "tasks are running ($(pgrep -f "sleep $MARK" | wc -l) processes)"
@@ -37,7 +36,8 @@ wait $WAIT_PID || rc=$?
 tail -n 1 "$T/wait.out"
 check_eq "exit code of wait after cancel" "$rc" 1
 check_eq "CANCELLED count" "$(count_state "$ID" CANCELLED)" 6
-wait_until 10 bash -c "! pgrep -f 'sleep $MARK'" \
+no_sleepers() { ! pgrep -f "sleep $MARK" >/dev/null; }
+wait_until 10 no_sleepers \
     || fail "task processes still alive 10 s after cancel: $(pgrep -af "sleep $MARK")"
 ok "the agent's sleep processes are gone"
 echo "PASS: e2e_cancel"

@@ -128,6 +128,16 @@ wait_until() {
 # jm_submit ARGS...: jobman-submit with a timeout.
 jm_submit() { timeout --kill-after=5 "$JM_CMD_TIMEOUT" "$SUBMIT" "$@"; }
 
+# jm_submit_bg OUTFILE ARGS...: jobman-submit in the background (stdout and
+# stderr to OUTFILE); its PID (recorded for cleanup) in JM_BG_PID.
+jm_submit_bg() {
+    local out=$1
+    shift
+    timeout --kill-after=5 "$JM_CMD_TIMEOUT" "$SUBMIT" "$@" >"$out" 2>&1 &
+    JM_BG_PID=$!
+    _jm_record_pid "$JM_BG_PID"
+}
+
 start_coord() {
     if [ ! -f "$JOBMAN_HOME/coord.cert" ]; then
         timeout 30 "$COORD" init --home "$JOBMAN_HOME" --bind 'tcp://127.0.0.1:*' \

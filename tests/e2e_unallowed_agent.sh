@@ -21,9 +21,8 @@ start_coord
 start_agent_unallowed intruder 4
 ID=$(jm_submit submit "$T/sub.yml" --work-dir "$W") || fail "submit failed"
 ok "submitted $ID while only an unallowed agent runs"
-jm_submit wait "$ID" >"$T/wait.out" 2>&1 &
-WAIT_PID=$!
-_jm_record_pid $WAIT_PID
+jm_submit_bg "$T/wait.out" wait "$ID"
+WAIT_PID=$JM_BG_PID
 sleep 5
 check_eq "PENDING tasks after 5 s" "$(count_state "$ID" PENDING)" 6
 js=$(status_json "$ID")
