@@ -1,0 +1,207 @@
+/*  agent_main.c - jobman-agent: parses flags and calls jm_agent. */
+#include "jm_agent.h"
+#include "jm_config.h"
+#include "jm_keys.h"
+#include "jm_log.h"
+#include "jm_path.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *s_usage =
+    "usage: jobman-agent init --home DIR\n"
+    "       jobman-agent run --home DIR --coordinator tcp://HOST:PORT --coordinator-cert FILE\n"
+    "                        --site NAME --root DIR [--scheduler shell] [--slots N]\n"
+    "                        [--heartbeat-ms N]\n"
+    "       jobman-agent COMMAND --help\n";
+
+static const char *s_init_help =
+    "usage: jobman-agent init --home DIR\n"
+    "Creates DIR (mode 0700) and the agent's CURVE key pair in it, then prints\n"
+    "the path of DIR/agent.cert: copy that file into the coordinator's\n"
+    "allowed/ directory to admit this agent.  --home defaults to $JOBMAN_HOME.\n";
+
+static const char *s_run_help =
+    "usage: jobman-agent run --home DIR --coordinator tcp://HOST:PORT\n"
+    "                        --coordinator-cert FILE --site NAME --root DIR\n"
+    "                        [--scheduler shell] [--slots N] [--heartbeat-ms N]\n"
+    "Dials out to the coordinator and runs the jobs it sends.\n"
+    "  --home DIR              agent home (agent.cert_secret, store/); default $JOBMAN_HOME\n"
+    "  --coordinator EP        the coordinator's endpoint, e.g. tcp://host:7100\n"
+    "  --coordinator-cert FILE the coordinator's public certificate (coord.cert)\n"
+    "  --site NAME             this site's name ([A-Za-z0-9._-])\n"
+    "  --root DIR              where job files are placed (created if missing)\n"
+    "  --scheduler NAME        scheduler backend (shell); default shell\n"
+    "  --slots N               jobs run at once; default: online CPUs\n"
+    "  --heartbeat-ms N        heartbeat interval until the coordinator sets it\n"
+    "SIGINT/SIGTERM stop the agent and kill its running shell jobs.\n";
+
+static int
+s_parse_u64 (const char *flag, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull (s, &end, 10);
+    if (errno || end == s || *end || *s == '-') {
+        fprintf (stderr, "jobman-agent: %s: '%s' is not a positive number\n", flag, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+s_init (int argc, char **argv)
+{
+    static struct option opts[] = {
+        {"home", required_argument, 0, 'h'}, {"help", no_argument, 0, 'H'}, {0, 0, 0, 0}};
+    const char *home = NULL;
+    int c;
+    while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'h')
+            home = optarg;
+        else if (c == 'H') {
+            fputs (s_init_help, stdout);
+            return 0;
+        }
+        else {
+            fputs (s_init_help, stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "jobman-agent init: unexpected argument '%s'\n%s", argv[optind],
+                 s_init_help);
+        return 2;
+    }
+    char *dir = jm_home_resolve (home);
+    if (!dir) {
+        fprintf (stderr, "jobman-agent init: no home: give --home DIR or set $JOBMAN_HOME\n");
+        return 2;
+    }
+    char err[1024];
+    if (jm_mkdirs (dir, 0700, err, sizeof err) != 0 || chmod (dir, 0700) != 0) {
+        fprintf (stderr, "jobman-agent init: cannot create '%s': %s\n", dir,
+                 err[0] ? err : strerror (errno));
+        free (dir);
+        return 1;
+    }
+    if (jm_keys_create (dir, "agent", err, sizeof err) != 0) {
+        fprintf (stderr, "jobman-agent init: %s\n", err);
+        free (dir);
+        return 1;
+    }
+    printf ("%s/agent.cert\n", dir);
+    free (dir);
+    return 0;
+}
+
+static int
+s_run (int argc, char **argv)
+{
+    static struct option opts[] = {{"home", required_argument, 0, 'h'},
+                                   {"coordinator", required_argument, 0, 'c'},
+                                   {"coordinator-cert", required_argument, 0, 'C'},
+                                   {"site", required_argument, 0, 's'},
+                                   {"root", required_argument, 0, 'r'},
+                                   {"scheduler", required_argument, 0, 'S'},
+                                   {"slots", required_argument, 0, 'n'},
+                                   {"heartbeat-ms", required_argument, 0, 'b'},
+                                   {"help", no_argument, 0, 'H'},
+                                   {0, 0, 0, 0}};
+    jm_agent_config_t cfg = {.stop_fd = -1, .scheduler = "shell"};
+    const char *home = NULL;
+    uint64_t v;
+    int c;
+    while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            home = optarg;
+            break;
+        case 'c':
+            cfg.coordinator = optarg;
+            break;
+        case 'C':
+            cfg.coordinator_cert = optarg;
+            break;
+        case 's':
+            cfg.site = optarg;
+            break;
+        case 'r':
+            cfg.root = optarg;
+            break;
+        case 'S':
+            cfg.scheduler = optarg;
+            break;
+        case 'n':
+            if (s_parse_u64 ("--slots", optarg, &v) || v == 0 || v > 100000) {
+                fprintf (stderr, "jobman-agent: --slots must be 1..100000\n");
+                return 2;
+            }
+            cfg.slots = (size_t)v;
+            break;
+        case 'b':
+            if (s_parse_u64 ("--heartbeat-ms", optarg, &v) || v < 10) {
+                fprintf (stderr, "jobman-agent: --heartbeat-ms must be at least 10\n");
+                return 2;
+            }
+            cfg.heartbeat_ms = v;
+            break;
+        case 'H':
+            fputs (s_run_help, stdout);
+            return 0;
+        default:
+            fputs (s_run_help, stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "jobman-agent run: unexpected argument '%s'\n%s", argv[optind],
+                 s_run_help);
+        return 2;
+    }
+    char *dir = jm_home_resolve (home);
+    cfg.home = dir;
+    if (!cfg.site)
+        cfg.site = "";
+    char err[1024];
+    if (jm_agent_config_check (&cfg, err, sizeof err) != 0) {
+        fprintf (stderr, "jobman-agent: %s\n", err);
+        free (dir);
+        return 2;
+    }
+    int rc = jm_agent_run (&cfg);
+    free (dir);
+    return rc;
+}
+
+int
+main (int argc, char **argv)
+{
+    jm_log_init ("jobman-agent");
+    if (argc < 2) {
+        fputs (s_usage, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp (cmd, "--help") == 0 || strcmp (cmd, "-h") == 0 || strcmp (cmd, "help") == 0) {
+        fputs (s_usage, stdout);
+        return 0;
+    }
+    int rc;
+    if (strcmp (cmd, "init") == 0)
+        rc = s_init (argc - 1, argv + 1);
+    else if (strcmp (cmd, "run") == 0)
+        rc = s_run (argc - 1, argv + 1);
+    else {
+        fprintf (stderr, "jobman-agent: unknown command '%s'\n%s", cmd, s_usage);
+        return 2;
+    }
+    zsys_shutdown ();
+    return rc;
+}

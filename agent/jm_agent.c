@@ -1,0 +1,939 @@
+/*  jm_agent.c - the agent's event loop.
+
+    One zloop drives everything: the DEALER to the coordinator, the
+    heartbeat timer, the scheduler backend's pollers/timers and the stop fd.
+    A job goes STAGING (files fetched into <home>/store by jm_xfer) ->
+    placed under <root>/<sub_id>/ -> job script submitted (QUEUED) -> first
+    task start (RUNNING) -> TASK_END per task as it finishes -> DONE + CREDIT
+    when the job's process ends. */
+#define _GNU_SOURCE
+#include "jm_agent.h"
+#include "jm_jobscript.h"
+#include "jm_keys.h"
+#include "jm_log.h"
+#include "jm_path.h"
+#include "jm_proto.h"
+#include "jm_sched.h"
+#include "jm_store.h"
+#include "jm_util.h"
+#include "jm_xfer.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define S_PEER "coord"
+#define S_REASON_MAX 8000
+
+typedef struct _s_agent_t s_agent_t;
+
+typedef struct {
+    s_agent_t *agent;
+    uint64_t id;
+    jm_msg_t *msg;  /* the JOB message (owns sub_id, common, tasks) */
+    int pending;    /* file wants not yet done (+1 while issuing them) */
+    char *fail;     /* first staging failure, malloc'ed */
+    bool submitted; /* handed to the backend */
+    bool running;   /* JOB_STATE RUNNING sent */
+    bool cancelled;
+    bool *ended;     /* per task index */
+    zhashx_t *index; /* "task_id" -> task index + 1 */
+} s_job_t;
+
+struct _s_agent_t {
+    const jm_agent_config_t *cfg;
+    const jm_sched_backend_t *backend;
+    jm_sched_t *sched;
+    zloop_t *loop;
+    zsock_t *dealer;
+    zcert_t *cert;
+    char coord_key[41];
+    jm_store_t *store;
+    jm_xfer_t *xfer;
+    char root[PATH_MAX];
+    int rootfd;
+    char host[256];
+    size_t slots;
+    uint64_t hb_ms;
+    int hb_timer;
+    int64_t last_recv;
+    int64_t last_hello;
+    int hello_pending; /* HELLOs not yet answered */
+    bool welcomed;
+    zhashx_t *jobs;   /* "job_id" -> s_job_t * */
+    zhashx_t *placed; /* "sub_id\npath" -> hash: common files placed */
+    int rc;
+};
+
+/* ------------------------------------------------------------------ */
+/* Sending */
+
+static void
+s_send (s_agent_t *self, jm_msg_t *msg)
+{
+    const char *name = jm_msg_name (msg->id);
+    if (jm_msg_send (&msg, self->dealer, NULL) != 0)
+        jm_warn ("cannot send %s to the coordinator %s", name, self->cfg->coordinator);
+}
+
+static int
+s_xfer_send (void *arg, const char *peer, jm_msg_t **msg_p)
+{
+    (void)peer;
+    s_agent_t *self = arg;
+    return jm_msg_send (msg_p, self->dealer, NULL);
+}
+
+static void
+s_job_state (s_agent_t *self, uint64_t job_id, const char *state, const char *reason)
+{
+    jm_msg_t *m = jm_msg_new (JM_MSG_JOB_STATE);
+    m->job_id = job_id;
+    jm_str_set (&m->state, state);
+    char buf[S_REASON_MAX + 1];
+    snprintf (buf, sizeof buf, "%s", reason ? reason : "");
+    jm_str_set (&m->reason, buf);
+    s_send (self, m);
+}
+
+static size_t
+s_free_slots (s_agent_t *self)
+{
+    size_t used = zhashx_size (self->jobs);
+    return used >= self->slots ? 0 : self->slots - used;
+}
+
+static void
+s_credit (s_agent_t *self, uint64_t n)
+{
+    jm_msg_t *m = jm_msg_new (JM_MSG_CREDIT);
+    m->credit = n;
+    s_send (self, m);
+}
+
+/* A slot came free.  While a HELLO is unanswered the CREDIT that follows
+   WELCOME grants all free slots, so nothing is sent now. */
+static void
+s_credit_one (s_agent_t *self)
+{
+    if (self->welcomed && self->hello_pending == 0)
+        s_credit (self, 1);
+}
+
+static void
+s_hello (s_agent_t *self)
+{
+    jm_msg_t *m = jm_msg_new (JM_MSG_HELLO);
+    m->version = JM_PROTO_VERSION;
+    jm_str_set (&m->role, "agent");
+    jm_str_set (&m->name, self->cfg->site);
+    jm_str_set (&m->scheduler, self->backend->name);
+    m->slots = self->slots;
+    jm_str_set (&m->host, self->host);
+    s_send (self, m);
+    self->hello_pending++;
+    self->last_hello = jm_now_ms ();
+}
+
+/* ------------------------------------------------------------------ */
+/* Jobs */
+
+static char *
+s_key (uint64_t id, char *buf, size_t len)
+{
+    snprintf (buf, len, "%" PRIu64, id);
+    return buf;
+}
+
+static s_job_t *
+s_job_lookup (s_agent_t *self, uint64_t id)
+{
+    char key[32];
+    return zhashx_lookup (self->jobs, s_key (id, key, sizeof key));
+}
+
+static void
+s_job_destroy (s_job_t **job_p)
+{
+    s_job_t *job = *job_p;
+    if (!job)
+        return;
+    s_agent_t *self = job->agent;
+    if (job->pending > 0)
+        jm_xfer_forget (self->xfer, job);
+    char key[32];
+    zhashx_delete (self->jobs, s_key (job->id, key, sizeof key));
+    jm_msg_destroy (&job->msg);
+    zhashx_destroy (&job->index);
+    free (job->ended);
+    free (job->fail);
+    free (job);
+    *job_p = NULL;
+}
+
+static void
+s_job_fail (s_job_t *job, const char *reason)
+{
+    s_agent_t *self = job->agent;
+    jm_warn ("job %" PRIu64 ": %s", job->id, reason);
+    s_job_state (self, job->id, "FAILED", reason);
+    s_job_destroy (&job);
+    s_credit_one (self);
+}
+
+static void s_job_set_fail (s_job_t *job, const char *fmt, ...)
+    __attribute__ ((format (printf, 2, 3)));
+static void
+s_job_set_fail (s_job_t *job, const char *fmt, ...)
+{
+    if (job->fail)
+        return;
+    char buf[S_REASON_MAX];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (buf, sizeof buf, fmt, ap);
+    va_end (ap);
+    job->fail = strdup (buf);
+}
+
+static bool
+s_sub_id_ok (const char *s)
+{
+    if (!s || !*s || strstr (s, "..") || strcmp (s, ".") == 0)
+        return false;
+    for (const char *p = s; *p; p++)
+        if (!(isalnum ((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    return true;
+}
+
+static bool
+s_is_glob (const char *s)
+{
+    return strpbrk (s, "*?[") != NULL;
+}
+
+/* Lexical checks of every path in a JOB.  0 or -1 + err. */
+static int
+s_job_check (const jm_msg_t *m, char *err, size_t errlen)
+{
+    if (!s_sub_id_ok (m->sub_id))
+        return jm_err (err, errlen, "sub_id '%s' is not a plain name ([A-Za-z0-9._-], no '..')",
+                       m->sub_id ? m->sub_id : "");
+    char what[128];
+    for (size_t i = 0; i < m->common.n; i++) {
+        if (jm_path_check_rel (m->common.v[i].path, "common file", err, errlen))
+            return -1;
+        if (!jm_hash_valid (m->common.v[i].hash))
+            return jm_err (err, errlen, "common file '%s': bad hash", m->common.v[i].path);
+    }
+    for (size_t i = 0; i < m->tasks.n; i++) {
+        const jm_wtask_t *t = &m->tasks.v[i];
+        snprintf (what, sizeof what, "task_work_path of task %" PRIu64, t->id);
+        if (jm_path_check_rel (t->path, what, err, errlen))
+            return -1;
+        for (size_t j = 0; j < t->forward.n; j++) {
+            snprintf (what, sizeof what, "forward file of task %" PRIu64, t->id);
+            if (jm_path_check_rel (t->forward.v[j].path, what, err, errlen))
+                return -1;
+            if (!jm_hash_valid (t->forward.v[j].hash))
+                return jm_err (err, errlen, "task %" PRIu64 ": forward file '%s': bad hash", t->id,
+                               t->forward.v[j].path);
+        }
+        for (size_t j = 0; j < t->backward.n; j++) {
+            snprintf (what, sizeof what, "backward pattern of task %" PRIu64, t->id);
+            if (jm_path_check_rel (t->backward.v[j], what, err, errlen))
+                return -1;
+        }
+        snprintf (what, sizeof what, "outlog of task %" PRIu64, t->id);
+        if (t->outlog && *t->outlog && jm_path_check_rel (t->outlog, what, err, errlen))
+            return -1;
+        snprintf (what, sizeof what, "errlog of task %" PRIu64, t->id);
+        if (t->errlog && *t->errlog && jm_path_check_rel (t->errlog, what, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+/* Which file of the job has this hash (for error messages). */
+static void
+s_describe_hash (s_job_t *job, const char *hash, char *buf, size_t len)
+{
+    const jm_msg_t *m = job->msg;
+    for (size_t i = 0; i < m->common.n; i++)
+        if (strcmp (m->common.v[i].hash, hash) == 0) {
+            snprintf (buf, len, "common file '%s'", m->common.v[i].path);
+            return;
+        }
+    for (size_t i = 0; i < m->tasks.n; i++)
+        for (size_t j = 0; j < m->tasks.v[i].forward.n; j++)
+            if (strcmp (m->tasks.v[i].forward.v[j].hash, hash) == 0) {
+                snprintf (buf, len, "task %" PRIu64 " forward file '%s'", m->tasks.v[i].id,
+                          m->tasks.v[i].forward.v[j].path);
+                return;
+            }
+    snprintf (buf, len, "file %s", hash);
+}
+
+/* Places the files, writes the job script and submits it. */
+static void
+s_job_launch (s_job_t *job)
+{
+    s_agent_t *self = job->agent;
+    jm_msg_t *m = job->msg;
+    if (job->fail) {
+        char reason[S_REASON_MAX];
+        snprintf (reason, sizeof reason, "%s", job->fail);
+        s_job_fail (job, reason);
+        return;
+    }
+    char err[1024], reason[S_REASON_MAX];
+    int wbfd = jm_path_mkdirs_beneath (self->rootfd, m->sub_id, err, sizeof err);
+    if (wbfd < 0) {
+        snprintf (reason, sizeof reason, "cannot create the work base: %s", err);
+        s_job_fail (job, reason);
+        return;
+    }
+    for (size_t i = 0; i < m->common.n; i++) {
+        const jm_wfile_t *f = &m->common.v[i];
+        char *key = zsys_sprintf ("%s\n%s", m->sub_id, f->path);
+        const char *have = zhashx_lookup (self->placed, key);
+        if (!have || strcmp (have, f->hash) != 0) {
+            if (jm_store_copy_out (self->store, f->hash, wbfd, f->path,
+                                   f->mode ? f->mode & 07777 : 0644, err, sizeof err)) {
+                zstr_free (&key);
+                close (wbfd);
+                snprintf (reason, sizeof reason, "cannot place common file '%s': %s", f->path, err);
+                s_job_fail (job, reason);
+                return;
+            }
+            zhashx_update (self->placed, key, (void *)f->hash);
+        }
+        zstr_free (&key);
+    }
+    for (size_t i = 0; i < m->tasks.n; i++) {
+        const jm_wtask_t *t = &m->tasks.v[i];
+        int tfd = jm_path_mkdirs_beneath (wbfd, t->path, err, sizeof err);
+        if (tfd < 0) {
+            close (wbfd);
+            snprintf (reason, sizeof reason, "task %" PRIu64 ": cannot create its directory: %s",
+                      t->id, err);
+            s_job_fail (job, reason);
+            return;
+        }
+        for (size_t j = 0; j < t->forward.n; j++) {
+            const jm_wfile_t *f = &t->forward.v[j];
+            if (jm_store_copy_out (self->store, f->hash, tfd, f->path,
+                                   f->mode ? f->mode & 07777 : 0644, err, sizeof err)) {
+                close (tfd);
+                close (wbfd);
+                snprintf (reason, sizeof reason,
+                          "task %" PRIu64 ": cannot place forward file '%s': %s", t->id, f->path,
+                          err);
+                s_job_fail (job, reason);
+                return;
+            }
+        }
+        close (tfd);
+    }
+    close (wbfd);
+
+    char wb[PATH_MAX + 80], jobdir[PATH_MAX + 80];
+    snprintf (wb, sizeof wb, "%s/%s", self->root, m->sub_id);
+    snprintf (jobdir, sizeof jobdir, "%s/.jobman/jobs/%" PRIu64, self->root, job->id);
+    if (jm_mkdirs (jobdir, 0700, err, sizeof err)) {
+        snprintf (reason, sizeof reason, "cannot create the job directory: %s", err);
+        s_job_fail (job, reason);
+        return;
+    }
+    jm_jobscript_t *js = jm_jobscript_new (job->id, wb, jobdir, m->para_deg);
+    for (size_t i = 0; i < m->tasks.n; i++) {
+        const jm_wtask_t *t = &m->tasks.v[i];
+        jm_jobscript_add_task (js, t->id, t->path, t->command, t->outlog, t->errlog);
+    }
+    int rc = self->backend->submit (self->sched, js, err, sizeof err);
+    jm_jobscript_destroy (&js);
+    if (rc != 0) {
+        snprintf (reason, sizeof reason, "cannot submit to %s: %s", self->backend->name, err);
+        s_job_fail (job, reason);
+        return;
+    }
+    job->submitted = true;
+    s_job_state (self, job->id, "QUEUED", "");
+}
+
+/* xfer: an object wanted by a job is in the store, or failed. */
+static void
+s_xfer_done (void *arg, const char *peer, const char *hash, int ok, const char *reason,
+             void *cookie)
+{
+    (void)arg;
+    (void)peer;
+    s_job_t *job = cookie;
+    if (ok != 0 && !job->fail) {
+        char what[4400];
+        s_describe_hash (job, hash, what, sizeof what);
+        s_job_set_fail (job, "%s: %s", what, reason ? reason : "transfer failed");
+    }
+    if (--job->pending == 0)
+        s_job_launch (job);
+}
+
+static void
+s_want (s_job_t *job, zhashx_t *seen, const jm_wfile_t *f)
+{
+    if (zhashx_lookup (seen, f->hash) || jm_store_has (job->agent->store, f->hash))
+        return;
+    zhashx_insert (seen, f->hash, (void *)1);
+    job->pending++;
+    if (jm_xfer_want (job->agent->xfer, S_PEER, f->hash, f->size, job->id, job) < 0) {
+        job->pending--;
+        s_job_set_fail (job, "file '%s': invalid hash '%s'", f->path, f->hash);
+    }
+}
+
+static void
+s_on_job (s_agent_t *self, jm_msg_t *m)
+{
+    char err[1024];
+    if (s_job_lookup (self, m->job_id)) {
+        jm_warn ("coordinator sent job %" PRIu64 " twice; ignoring the second", m->job_id);
+        jm_msg_destroy (&m);
+        return;
+    }
+    if (s_job_check (m, err, sizeof err) != 0) {
+        jm_warn ("job %" PRIu64 " refused: %s", m->job_id, err);
+        s_job_state (self, m->job_id, "FAILED", err);
+        jm_msg_destroy (&m);
+        s_credit_one (self);
+        return;
+    }
+    s_job_t *job = calloc (1, sizeof *job);
+    job->agent = self;
+    job->id = m->job_id;
+    job->msg = m;
+    job->ended = calloc (m->tasks.n + 1, sizeof (bool));
+    job->index = zhashx_new ();
+    zhashx_set_destructor (job->index, NULL);
+    zhashx_set_duplicator (job->index, NULL);
+    char key[32];
+    for (size_t i = 0; i < m->tasks.n; i++)
+        zhashx_update (job->index, s_key (m->tasks.v[i].id, key, sizeof key),
+                       (void *)(uintptr_t)(i + 1));
+    zhashx_insert (self->jobs, s_key (job->id, key, sizeof key), job);
+    jm_debug ("job %" PRIu64 ": %zu task(s) of %s", job->id, m->tasks.n, m->sub_id);
+    s_job_state (self, job->id, "STAGING", "");
+
+    zhashx_t *seen = zhashx_new ();
+    job->pending = 1;
+    for (size_t i = 0; i < m->common.n; i++)
+        s_want (job, seen, &m->common.v[i]);
+    for (size_t i = 0; i < m->tasks.n; i++)
+        for (size_t j = 0; j < m->tasks.v[i].forward.n; j++)
+            s_want (job, seen, &m->tasks.v[i].forward.v[j]);
+    zhashx_destroy (&seen);
+    if (--job->pending == 0)
+        s_job_launch (job);
+}
+
+static void
+s_on_cancel (s_agent_t *self, uint64_t job_id)
+{
+    s_job_t *job = s_job_lookup (self, job_id);
+    if (!job) {
+        jm_info ("cancel of job %" PRIu64 ": not here (already over?)", job_id);
+        return;
+    }
+    jm_info ("job %" PRIu64 ": cancelled by the coordinator", job_id);
+    job->cancelled = true;
+    if (job->submitted) {
+        if (self->backend->cancel (self->sched, job_id) != 0)
+            jm_warn ("job %" PRIu64 ": the scheduler does not know it", job_id);
+        return; /* its JOB_END event finishes it */
+    }
+    /* Still staging: drop it now. */
+    s_job_state (self, job_id, "FAILED", "cancelled while staging");
+    s_job_destroy (&job);
+    s_credit_one (self);
+}
+
+/* ------------------------------------------------------------------ */
+/* Task results */
+
+static void s_reason_add (char *reason, size_t len, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+static void
+s_reason_add (char *reason, size_t len, const char *fmt, ...)
+{
+    size_t used = strlen (reason);
+    if (used + 8 >= len)
+        return;
+    if (used) {
+        strcpy (reason + used, "; ");
+        used += 2;
+    }
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (reason + used, len - used, fmt, ap);
+    va_end (ap);
+}
+
+/* Imports rel (beneath tfd) into the store and lists it.  Returns 0, 1 if
+   missing (ENOENT), -1 on error (reason extended). */
+static int
+s_add_file (s_agent_t *self, int tfd, const char *rel, jm_wfiles_t *files, zhashx_t *seen,
+            char *reason, size_t rlen)
+{
+    if (zhashx_lookup (seen, rel))
+        return 0;
+    char err[1024];
+    int fd = jm_path_open_beneath (tfd, rel, O_RDONLY | O_CLOEXEC, 0, err, sizeof err);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 1;
+        s_reason_add (reason, rlen, "cannot read '%s': %s", rel, err);
+        return -1;
+    }
+    struct stat st;
+    if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode)) {
+        close (fd);
+        s_reason_add (reason, rlen, "'%s' is not a regular file", rel);
+        return -1;
+    }
+    char hash[JM_HASH_HEX];
+    uint64_t size = 0;
+    int rc = jm_store_import_fd (self->store, fd, rel, hash, &size, err, sizeof err);
+    close (fd);
+    if (rc != 0) {
+        s_reason_add (reason, rlen, "cannot store '%s': %s", rel, err);
+        return -1;
+    }
+    zhashx_insert (seen, rel, (void *)1);
+    jm_wfiles_push (files, rel, hash, size, st.st_mode & 0777);
+    return 0;
+}
+
+static void
+s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
+{
+    s_agent_t *self = job->agent;
+    const jm_wtask_t *t = &job->msg->tasks.v[idx];
+    job->ended[idx] = true;
+    jm_msg_t *m = jm_msg_new (JM_MSG_TASK_END);
+    m->task_id = t->id;
+    m->exit_code = exit_code;
+    char reason[S_REASON_MAX] = "";
+    if (why && *why)
+        snprintf (reason, sizeof reason, "%s", why);
+    char err[1024], rel[PATH_MAX + 80], dir[2 * PATH_MAX + 256];
+    snprintf (rel, sizeof rel, "%s/%s", job->msg->sub_id, t->path);
+    int tfd = jm_path_open_beneath (self->rootfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, err,
+                                    sizeof err);
+    if (tfd < 0)
+        s_reason_add (reason, sizeof reason, "cannot open the task directory: %s", err);
+    else {
+        snprintf (dir, sizeof dir, "%s/%s", self->root, rel);
+        zhashx_t *seen = zhashx_new ();
+        for (size_t i = 0; i < t->backward.n; i++) {
+            const char *pat = t->backward.v[i];
+            zlist_t *matches = zlist_new ();
+            zlist_autofree (matches);
+            err[0] = 0;
+            int n = jm_path_glob_beneath (dir, pat, matches, err, sizeof err);
+            if (n < 0)
+                s_reason_add (reason, sizeof reason, "backward pattern '%s': %s", pat, err);
+            else {
+                if (err[0])
+                    s_reason_add (reason, sizeof reason, "backward pattern '%s': %s", pat, err);
+                if (n == 0 && !s_is_glob (pat))
+                    s_reason_add (reason, sizeof reason, "backward file '%s' not found", pat);
+                for (char *f = zlist_first (matches); f; f = zlist_next (matches))
+                    s_add_file (self, tfd, f, &m->files, seen, reason, sizeof reason);
+            }
+            zlist_destroy (&matches);
+        }
+        if (t->outlog && *t->outlog)
+            s_add_file (self, tfd, t->outlog, &m->files, seen, reason, sizeof reason);
+        if (t->errlog && *t->errlog)
+            s_add_file (self, tfd, t->errlog, &m->files, seen, reason, sizeof reason);
+        zhashx_destroy (&seen);
+        close (tfd);
+    }
+    jm_str_set (&m->reason, reason);
+    s_send (self, m);
+}
+
+static void
+s_job_ended (s_job_t *job, const jm_sched_ev_t *ev)
+{
+    s_agent_t *self = job->agent;
+    char why[256];
+    if (ev->job_exit >= 0)
+        snprintf (why, sizeof why, "job ended before the task finished (job exit status %d)",
+                  ev->job_exit);
+    else
+        snprintf (why, sizeof why, "job ended before the task finished (killed by signal %d)",
+                  ev->job_signal);
+    if (!job->cancelled)
+        for (size_t i = 0; i < job->msg->tasks.n; i++)
+            if (!job->ended[i])
+                s_task_end (job, i, -1, why);
+    jm_debug ("job %" PRIu64 ": over (%s)", job->id, ev->reason && *ev->reason ? ev->reason : why);
+    s_job_state (self, job->id, "DONE", job->cancelled ? "cancelled" : "");
+    s_job_destroy (&job);
+    s_credit_one (self);
+}
+
+static void
+s_flush_started (s_agent_t *self, s_job_t *job, jm_msg_t **started_p)
+{
+    if (!*started_p)
+        return;
+    if (!job->running) {
+        job->running = true;
+        s_job_state (self, job->id, "RUNNING", "");
+    }
+    s_send (self, *started_p);
+    *started_p = NULL;
+}
+
+static void
+s_on_sched_events (void *arg, const jm_sched_ev_t *evs, size_t n)
+{
+    s_agent_t *self = arg;
+    jm_msg_t *started = NULL;
+    s_job_t *job = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const jm_sched_ev_t *ev = &evs[i];
+        if (!job || job->id != ev->job_id) {
+            if (job)
+                s_flush_started (self, job, &started);
+            job = s_job_lookup (self, ev->job_id);
+            if (!job) {
+                jm_warn ("scheduler event for unknown job %" PRIu64, ev->job_id);
+                continue;
+            }
+        }
+        if (ev->type == JM_SCHED_JOB_END) {
+            s_flush_started (self, job, &started);
+            s_job_ended (job, ev);
+            job = NULL;
+            continue;
+        }
+        char key[32];
+        size_t idx =
+            (size_t)(uintptr_t)zhashx_lookup (job->index, s_key (ev->task_id, key, sizeof key));
+        if (idx == 0) {
+            jm_warn ("job %" PRIu64 ": event for task %" PRIu64 " that is not in it", job->id,
+                     ev->task_id);
+            continue;
+        }
+        idx--;
+        if (job->cancelled)
+            continue;
+        if (ev->type == JM_SCHED_TASK_START) {
+            if (!started)
+                started = jm_msg_new (JM_MSG_TASK_STARTED);
+            jm_u64s_push (&started->ids, ev->task_id);
+        }
+        else if (!job->ended[idx]) {
+            s_flush_started (self, job, &started);
+            s_task_end (job, idx, ev->exit_code, "");
+        }
+    }
+    if (job)
+        s_flush_started (self, job, &started);
+    jm_msg_destroy (&started);
+}
+
+/* ------------------------------------------------------------------ */
+/* Coordinator connection */
+
+static int s_on_heartbeat (zloop_t *loop, int timer_id, void *arg);
+
+static void
+s_set_heartbeat (s_agent_t *self, uint64_t ms)
+{
+    if (ms < 10)
+        ms = 10;
+    if (ms > 3600000)
+        ms = 3600000;
+    if (self->hb_timer >= 0 && ms == self->hb_ms)
+        return;
+    if (self->hb_timer >= 0)
+        zloop_timer_end (self->loop, self->hb_timer);
+    self->hb_ms = ms;
+    self->hb_timer = zloop_timer (self->loop, ms, 0, s_on_heartbeat, self);
+}
+
+static int
+s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    s_agent_t *self = arg;
+    int64_t now = jm_now_ms ();
+    int64_t hb = (int64_t)self->hb_ms;
+    if (now - self->last_recv >= 3 * hb) {
+        bool forced = self->hello_pending > 0 && now - self->last_hello >= 10 * hb;
+        if (self->hello_pending == 0 || forced) {
+            if (self->welcomed)
+                jm_warn ("nothing heard from the coordinator %s for %" PRId64
+                         " ms; saying HELLO again",
+                         self->cfg->coordinator, now - self->last_recv);
+            self->welcomed = false;
+            jm_xfer_peer_lost (self->xfer, S_PEER, "connection to the coordinator lost");
+            if (forced)
+                self->hello_pending = 0;
+            s_hello (self);
+            self->last_recv = now;
+        }
+        return 0;
+    }
+    if (self->welcomed)
+        s_send (self, jm_msg_new (JM_MSG_HEARTBEAT));
+    return 0;
+}
+
+static int
+s_on_dealer (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    (void)loop;
+    s_agent_t *self = arg;
+    char err[1024];
+    int code = 0;
+    uint64_t pv = 0;
+    jm_msg_t *m = jm_msg_recv (sock, NULL, &code, &pv, err, sizeof err);
+    self->last_recv = jm_now_ms ();
+    if (!m) {
+        jm_warn ("bad message from the coordinator %s: %s", self->cfg->coordinator, err);
+        return 0;
+    }
+    switch (m->id) {
+    case JM_MSG_WELCOME:
+        if (self->hello_pending > 0)
+            self->hello_pending--;
+        if (!self->welcomed)
+            jm_info ("connected to the coordinator %s as site '%s'", self->cfg->coordinator,
+                     self->cfg->site);
+        self->welcomed = true;
+        if (m->heartbeat_ms)
+            s_set_heartbeat (self, m->heartbeat_ms);
+        if (self->hello_pending == 0 && s_free_slots (self) > 0)
+            s_credit (self, s_free_slots (self));
+        break;
+    case JM_MSG_ERROR:
+        if (m->code == 1) {
+            jm_error ("the coordinator %s refused us: %s", self->cfg->coordinator, m->reason);
+            self->rc = 1;
+            jm_msg_destroy (&m);
+            return -1;
+        }
+        if (m->code == 3) {
+            if (self->hello_pending == 0) {
+                jm_info ("the coordinator does not know us (%s); saying HELLO again", m->reason);
+                self->welcomed = false;
+                s_hello (self);
+            }
+        }
+        else
+            jm_warn ("the coordinator reports error %" PRIu64 ": %s", m->code, m->reason);
+        break;
+    case JM_MSG_HEARTBEAT:
+        break;
+    case JM_MSG_JOB:
+        s_on_job (self, m);
+        m = NULL;
+        break;
+    case JM_MSG_CANCEL_JOB:
+        s_on_cancel (self, m->job_id);
+        break;
+    case JM_MSG_FETCH: {
+        jm_msg_t *reply = jm_xfer_serve (self->store, m, NULL);
+        s_send (self, reply);
+        break;
+    }
+    case JM_MSG_CHUNK:
+    case JM_MSG_NOFILE:
+        jm_xfer_on_message (self->xfer, S_PEER, m);
+        break;
+    default:
+        jm_warn ("unexpected %s from the coordinator; ignored", jm_msg_name (m->id));
+        break;
+    }
+    jm_msg_destroy (&m);
+    return 0;
+}
+
+static int
+s_on_stop (zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    (void)loop;
+    (void)item;
+    (void)arg;
+    jm_info ("stopping");
+    return -1;
+}
+
+/* ------------------------------------------------------------------ */
+
+int
+jm_agent_config_check (const jm_agent_config_t *cfg, char *err, size_t errlen)
+{
+    if (!cfg->home || !*cfg->home)
+        return jm_err (err, errlen, "no agent home: give --home DIR or set $JOBMAN_HOME");
+    if (!cfg->coordinator || !*cfg->coordinator)
+        return jm_err (err, errlen, "no coordinator endpoint: give --coordinator tcp://HOST:PORT");
+    if (!cfg->coordinator_cert || !*cfg->coordinator_cert)
+        return jm_err (err, errlen, "no coordinator certificate: give --coordinator-cert FILE");
+    if (!cfg->site || !*cfg->site)
+        return jm_err (err, errlen, "the site name (--site) is empty");
+    if (strlen (cfg->site) > 128)
+        return jm_err (err, errlen, "the site name (--site) is longer than 128 characters");
+    for (const char *p = cfg->site; *p; p++)
+        if (!(isalnum ((unsigned char)*p) || *p == '.' || *p == '_' || *p == '-'))
+            return jm_err (err, errlen, "site name '%s' has a character outside [A-Za-z0-9._-]",
+                           cfg->site);
+    if (!cfg->root || !*cfg->root)
+        return jm_err (err, errlen, "no work root: give --root DIR");
+    const char *sched = cfg->scheduler ? cfg->scheduler : "shell";
+    if (!jm_sched_lookup (sched))
+        return jm_err (err, errlen, "unknown scheduler '%s' (known: shell)", sched);
+    return 0;
+}
+
+int
+jm_agent_run (const jm_agent_config_t *cfg)
+{
+    char err[1024];
+    if (jm_agent_config_check (cfg, err, sizeof err) != 0) {
+        jm_error ("%s", err);
+        return 2;
+    }
+    s_agent_t *self = calloc (1, sizeof *self);
+    self->cfg = cfg;
+    self->rootfd = -1;
+    self->hb_timer = -1;
+    self->backend = jm_sched_lookup (cfg->scheduler ? cfg->scheduler : "shell");
+    self->slots = cfg->slots;
+    if (self->slots == 0) {
+        long n = sysconf (_SC_NPROCESSORS_ONLN);
+        self->slots = n > 0 ? (size_t)n : 1;
+    }
+    int rc = 2;
+    char path[PATH_MAX + 64];
+    snprintf (path, sizeof path, "%s/agent.cert_secret", cfg->home);
+    self->cert = jm_keys_load_secret (path, err, sizeof err);
+    if (!self->cert) {
+        jm_error ("cannot use the agent key: %s (run 'jobman-agent init --home %s')", err,
+                  cfg->home);
+        goto out;
+    }
+    zcert_t *coord = jm_keys_load_public (cfg->coordinator_cert, err, sizeof err);
+    if (!coord) {
+        jm_error ("cannot load the coordinator certificate: %s", err);
+        goto out;
+    }
+    snprintf (self->coord_key, sizeof self->coord_key, "%s", zcert_public_txt (coord));
+    zcert_destroy (&coord);
+    if (jm_mkdirs (cfg->root, 0755, err, sizeof err) != 0) {
+        jm_error ("cannot create the work root '%s': %s", cfg->root, err);
+        goto out;
+    }
+    if (!realpath (cfg->root, self->root)) {
+        jm_error ("cannot resolve the work root '%s': %s", cfg->root, strerror (errno));
+        goto out;
+    }
+    self->rootfd = open (self->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    snprintf (path, sizeof path, "%s/.jobman/jobs", self->root);
+    if (self->rootfd < 0 || jm_mkdirs (path, 0700, err, sizeof err) != 0) {
+        jm_error ("cannot use the work root '%s': %s", self->root,
+                  self->rootfd < 0 ? strerror (errno) : err);
+        goto out;
+    }
+    snprintf (path, sizeof path, "%s/store", cfg->home);
+    self->store = jm_store_new (path, err, sizeof err);
+    if (!self->store) {
+        jm_error ("cannot open the agent store: %s", err);
+        goto out;
+    }
+    if (gethostname (self->host, sizeof self->host) != 0)
+        snprintf (self->host, sizeof self->host, "unknown");
+    self->host[sizeof self->host - 1] = 0;
+
+    rc = 1;
+    self->loop = zloop_new ();
+    self->jobs = zhashx_new ();
+    self->placed = zhashx_new ();
+    zhashx_set_duplicator (self->placed, (zhashx_duplicator_fn *)strdup);
+    zhashx_set_destructor (self->placed, (zhashx_destructor_fn *)zstr_free);
+    self->xfer =
+        jm_xfer_new (self->store, JM_XFER_CHUNK, JM_XFER_WINDOW, s_xfer_send, s_xfer_done, self);
+    jm_sched_opts_t so = {.loop = self->loop,
+                          .slots = self->slots,
+                          .poll_ms = 10000,
+                          .event = s_on_sched_events,
+                          .arg = self};
+    self->sched = self->backend->create (&so, err, sizeof err);
+    if (!self->sched) {
+        jm_error ("cannot start the %s scheduler: %s", self->backend->name, err);
+        rc = 2;
+        goto out;
+    }
+    uint64_t hb = cfg->heartbeat_ms ? cfg->heartbeat_ms : 5000;
+    self->dealer = zsock_new (ZMQ_DEALER);
+    jm_curve_client (self->dealer, self->cert, self->coord_key);
+    zsock_set_maxmsgsize (self->dealer, 256 * 1024 * 1024);
+    zsock_set_sndhwm (self->dealer, 1000000);
+    zsock_set_rcvhwm (self->dealer, 1000000);
+    zsock_set_linger (self->dealer, 1000);
+    zsock_set_reconnect_ivl (self->dealer, 200);
+    zsock_set_reconnect_ivl_max (self->dealer, 5000);
+    zsock_set_heartbeat_ivl (self->dealer, (int)(hb < 1000 ? hb : 1000));
+    zsock_set_heartbeat_timeout (self->dealer, (int)(hb < 1000 ? 3 * hb : 3000));
+    if (zsock_connect (self->dealer, "%s", cfg->coordinator) != 0) {
+        jm_error ("cannot connect to '%s': %s", cfg->coordinator, zmq_strerror (zmq_errno ()));
+        rc = 2;
+        goto out;
+    }
+    zloop_reader (self->loop, self->dealer, s_on_dealer, self);
+    if (cfg->stop_fd >= 0) {
+        zmq_pollitem_t item = {NULL, cfg->stop_fd, ZMQ_POLLIN, 0};
+        zloop_poller (self->loop, &item, s_on_stop, self);
+    }
+    s_set_heartbeat (self, hb);
+    jm_info ("site '%s' (%s scheduler, %zu slots, root %s) dialing %s", cfg->site,
+             self->backend->name, self->slots, self->root, cfg->coordinator);
+    self->last_recv = jm_now_ms ();
+    s_hello (self);
+    zloop_start (self->loop);
+    rc = self->rc;
+    jm_info ("stopped");
+
+out:
+    if (self->sched)
+        self->backend->destroy (&self->sched);
+    if (self->jobs) {
+        s_job_t *job;
+        while ((job = zhashx_first (self->jobs)))
+            s_job_destroy (&job);
+        zhashx_destroy (&self->jobs);
+    }
+    jm_xfer_destroy (&self->xfer);
+    zhashx_destroy (&self->placed);
+    zloop_destroy (&self->loop);
+    zsock_destroy (&self->dealer);
+    jm_store_destroy (&self->store);
+    zcert_destroy (&self->cert);
+    if (self->rootfd >= 0)
+        close (self->rootfd);
+    free (self);
+    return rc;
+}
