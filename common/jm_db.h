@@ -26,6 +26,8 @@ sqlite3_stmt *jm_db_stmt (jm_db_t *self, const char *sql);
    before every write); commit() commits it if open.  0 or -1 (logged). */
 int jm_db_begin (jm_db_t *self);
 int jm_db_commit (jm_db_t *self);
+/* Roll back the open transaction, if any (added; backward compatible). */
+int jm_db_rollback (jm_db_t *self);
 bool jm_db_in_tx (jm_db_t *self);
 
 /* Last error text. */

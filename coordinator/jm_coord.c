@@ -1,0 +1,1689 @@
+/*  jm_coord.c - jobman-coord: one zloop over one CURVE ROUTER socket.
+
+    Per loop pass: drain up to S_DRAIN messages, then end the pass: write
+    the batched SQLite updates in one transaction, commit, and only then
+    send the replies that acknowledge durable state (CANCELLED) and the
+    coalesced PROGRESS messages.                                         */
+#include "jm_coord.h"
+
+#include "jm_config.h"
+#include "jm_coord_db.h"
+#include "jm_db.h"
+#include "jm_keys.h"
+#include "jm_log.h"
+#include "jm_path.h"
+#include "jm_proto.h"
+#include "jm_state.h"
+#include "jm_store.h"
+#include "jm_util.h"
+#include "jm_xfer.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_DRAIN 1000
+#define S_MAXMSG (256 * 1024 * 1024)
+#define S_HWM 100000
+#define S_CREDIT_MAX 100000
+
+typedef enum { ROLE_NONE, ROLE_AGENT, ROLE_CLIENT } role_t;
+
+typedef struct {
+    char *key;     /* routing id as hex */
+    zframe_t *rid; /* routing id */
+    role_t role;
+    char *site;       /* agents: site name */
+    char *keyname;    /* name of the allowed cert ("?" if unknown) */
+    zlist_t *watches; /* clients: watched submission ids (autofree) */
+} peer_t;
+
+typedef struct {
+    char *name;
+    char *pubkey;
+    char *scheduler;
+    char *host;
+    uint64_t slots;
+    char *peer_key; /* current session, NULL if none */
+    zframe_t *rid;
+    uint64_t credit;
+    size_t outstanding;
+    int64_t last_seen;
+    bool lost;
+} site_t;
+
+typedef struct {
+    uint64_t id;
+    jm_csub_t *sub;
+    char *site;
+    uint32_t *idx;
+    size_t n;
+    bool finished;
+} job_t;
+
+typedef struct {
+    zframe_t *rid;
+    jm_msg_t *msg;
+} ack_t;
+
+typedef struct {
+    char *home;
+    jm_config_t *cfg;
+    zcert_t *cert;
+    zsock_t *router;
+    zactor_t *auth;
+    zloop_t *loop;
+    jm_db_t *db;
+    jm_store_t *store;
+    jm_xfer_t *xfer;
+    zhashx_t *peers;     /* key -> peer_t */
+    zhashx_t *sites;     /* name -> site_t */
+    zhashx_t *jobs;      /* "id" -> job_t */
+    zhashx_t *sub_by_id; /* id -> jm_csub_t (owned by subs) */
+    zlist_t *subs;       /* jm_csub_t, oldest first (owned) */
+    zlist_t *acks;       /* ack_t, sent after the pass's commit */
+    zlist_t *forget;     /* jm_ctask_t* whose pending wants to drop */
+    zhashx_t *keynames;  /* Z85 public key -> allowed cert name */
+    char allowed_dir[JM_PATH_MAX];
+    struct timespec allowed_mtime;
+    uint64_t next_job_id;
+    bool progress_dirty;
+    bool bytes_dirty;
+    char endpoint_file[JM_PATH_MAX];
+    char pid_file[JM_PATH_MAX];
+    bool files_written;
+} coord_t;
+
+/* ------------------------------------------------------------ helpers */
+
+static char *
+s_dup (const char *s)
+{
+    char *d = strdup (s ? s : "");
+    assert (d);
+    return d;
+}
+
+static void
+s_set (char **dst, const char *s)
+{
+    free (*dst);
+    *dst = s_dup (s);
+}
+
+static bool
+s_name_ok (const char *name)
+{
+    if (!name || !*name || strlen (name) > 128)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            return false;
+    return strcmp (name, ".") != 0 && strcmp (name, "..") != 0;
+}
+
+static bool
+s_exists (const char *path)
+{
+    struct stat st;
+    return stat (path, &st) == 0;
+}
+
+static void
+s_peer_destroy (void **item)
+{
+    peer_t *p = (peer_t *)*item;
+    if (!p)
+        return;
+    free (p->key);
+    zframe_destroy (&p->rid);
+    free (p->site);
+    free (p->keyname);
+    zlist_destroy (&p->watches);
+    free (p);
+    *item = NULL;
+}
+
+static void
+s_site_destroy (void **item)
+{
+    site_t *s = (site_t *)*item;
+    if (!s)
+        return;
+    free (s->name);
+    free (s->pubkey);
+    free (s->scheduler);
+    free (s->host);
+    free (s->peer_key);
+    zframe_destroy (&s->rid);
+    free (s);
+    *item = NULL;
+}
+
+static void
+s_job_destroy (void **item)
+{
+    job_t *j = (job_t *)*item;
+    if (!j)
+        return;
+    free (j->site);
+    free (j->idx);
+    free (j);
+    *item = NULL;
+}
+
+static job_t *
+s_job_lookup (coord_t *self, uint64_t id)
+{
+    char key[32];
+    snprintf (key, sizeof key, "%" PRIu64, id);
+    return (job_t *)zhashx_lookup (self->jobs, key);
+}
+
+static void
+s_send (coord_t *self, zframe_t *rid, jm_msg_t **msg_p)
+{
+    const char *name = jm_msg_name ((*msg_p)->id);
+    if (jm_msg_send (msg_p, self->router, rid) != 0)
+        jm_warn ("cannot send %s to a peer", name);
+}
+
+static void s_send_error (coord_t *self, zframe_t *rid, uint64_t code, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static void
+s_send_error (coord_t *self, zframe_t *rid, uint64_t code, const char *fmt, ...)
+{
+    char reason[8192];
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (reason, sizeof reason, fmt, ap);
+    va_end (ap);
+    jm_msg_t *msg = jm_msg_new (JM_MSG_ERROR);
+    msg->code = code;
+    jm_str_set (&msg->reason, reason);
+    s_send (self, rid, &msg);
+}
+
+/* Reply sent after this pass's commit. */
+static void
+s_queue_ack (coord_t *self, zframe_t *rid, jm_msg_t *msg)
+{
+    ack_t *a = calloc (1, sizeof *a);
+    assert (a);
+    a->rid = zframe_dup (rid);
+    a->msg = msg;
+    zlist_append (self->acks, a);
+}
+
+/* ------------------------------------------------------ state changes */
+
+static bool
+s_sub_all_terminal (const jm_csub_t *sub)
+{
+    return sub->counts[JM_TASK_DONE] + sub->counts[JM_TASK_FAILED] +
+               sub->counts[JM_TASK_CANCELLED] ==
+           sub->ntasks;
+}
+
+static void
+s_sub_check_finished (coord_t *self, jm_csub_t *sub)
+{
+    if (sub->state != JM_SUB_ACTIVE || !s_sub_all_terminal (sub))
+        return;
+    if (sub->counts[JM_TASK_FAILED] > 0)
+        sub->state = JM_SUB_FAILED;
+    else if (sub->counts[JM_TASK_CANCELLED] > 0)
+        sub->state = JM_SUB_CANCELLED;
+    else
+        sub->state = JM_SUB_DONE;
+    jm_info ("submission %s finished: %s (%" PRIu64 " done, %" PRIu64 " failed, %" PRIu64
+             " cancelled)",
+             sub->id, jm_sub_state_name (sub->state), sub->counts[JM_TASK_DONE],
+             sub->counts[JM_TASK_FAILED], sub->counts[JM_TASK_CANCELLED]);
+    jm_coord_db_sub_update (self->db, sub);
+}
+
+/*  The one place a task changes state: checks the transition table,
+    records the row update in the current batch, keeps counts, the pending
+    FIFO and the submission state.  -1 if refused. */
+static int
+s_task_set (coord_t *self, jm_ctask_t *t, jm_task_state_t to)
+{
+    jm_csub_t *sub = t->sub;
+    if (!jm_task_transition_ok (t->state, to)) {
+        jm_warn ("task %u of submission %s: illegal transition %s -> %s refused", t->idx, sub->id,
+                 jm_task_state_name (t->state), jm_task_state_name (to));
+        return -1;
+    }
+    jm_debug ("task %u of %s: %s -> %s", t->idx, sub->id, jm_task_state_name (t->state),
+              jm_task_state_name (to));
+    sub->counts[t->state]--;
+    sub->counts[to]++;
+    t->state = to;
+    if (to == JM_TASK_PENDING)
+        jm_csub_pending_push (sub, t->idx);
+    jm_coord_db_task_update (self->db, sub, t);
+    sub->progress_dirty = true;
+    self->progress_dirty = true;
+    if (jm_task_state_terminal (to))
+        s_sub_check_finished (self, sub);
+    return 0;
+}
+
+static void
+s_task_fail (coord_t *self, jm_ctask_t *t, const char *reason)
+{
+    s_set (&t->reason, reason);
+    if (t->results_left > 0)
+        zlist_append (self->forget, t);
+    jm_ctask_results_clear (t);
+    if (s_task_set (self, t, JM_TASK_FAILED) == 0)
+        jm_info ("task %u (%s) of %s FAILED: %s", t->idx, t->path, t->sub->id, reason);
+}
+
+/* ------------------------------------------------------------ dispatch */
+
+static jm_csub_t *
+s_oldest_pending (coord_t *self)
+{
+    for (jm_csub_t *sub = zlist_first (self->subs); sub; sub = zlist_next (self->subs))
+        if (sub->state == JM_SUB_ACTIVE && jm_csub_has_pending (sub))
+            return sub;
+    return NULL;
+}
+
+static void
+s_send_job (coord_t *self, site_t *site, jm_csub_t *sub)
+{
+    job_t *job = calloc (1, sizeof *job);
+    assert (job);
+    job->id = ++self->next_job_id;
+    job->sub = sub;
+    job->site = s_dup (site->name);
+    job->idx = calloc (sub->group_size < 1024 ? sub->group_size : 1024, sizeof (uint32_t));
+    size_t cap = sub->group_size < 1024 ? sub->group_size : 1024;
+    assert (job->idx);
+
+    jm_msg_t *msg = jm_msg_new (JM_MSG_JOB);
+    msg->job_id = job->id;
+    jm_str_set (&msg->sub_id, sub->id);
+    msg->para_deg = sub->para_deg;
+    for (size_t i = 0; i < sub->common.n; i++) {
+        const jm_wfile_t *f = &sub->common.v[i];
+        jm_wfiles_push (&msg->common, f->path, f->hash, f->size, f->mode);
+    }
+    jm_coord_db_job_insert (self->db, job->id, sub->id, site->name, "STAGING", time (NULL));
+    while (job->n < sub->group_size) {
+        int64_t idx = jm_csub_pending_pop (sub);
+        if (idx < 0)
+            break;
+        jm_ctask_t *t = &sub->tasks[idx];
+        s_set (&t->site, site->name);
+        t->job_id = job->id;
+        if (s_task_set (self, t, JM_TASK_STAGING) != 0)
+            continue;
+        if (job->n == cap) {
+            cap *= 2;
+            job->idx = realloc (job->idx, cap * sizeof (uint32_t));
+            assert (job->idx);
+        }
+        job->idx[job->n++] = t->idx;
+        jm_wtask_t *w = jm_wtasks_push (&msg->tasks);
+        w->id = JM_COORD_TASK_WIRE_ID (job->id, t->idx);
+        w->path = s_dup (t->path);
+        w->command = s_dup (t->command);
+        w->outlog = s_dup (t->outlog);
+        w->errlog = s_dup (t->errlog);
+        for (size_t i = 0; i < t->forward.n; i++) {
+            const jm_wfile_t *f = &t->forward.v[i];
+            jm_wfiles_push (&w->forward, f->path, f->hash, f->size, f->mode);
+        }
+        for (size_t i = 0; i < t->backward.n; i++)
+            jm_strs_push (&w->backward, t->backward.v[i]);
+    }
+    char key[32];
+    snprintf (key, sizeof key, "%" PRIu64, job->id);
+    zhashx_insert (self->jobs, key, job);
+    jm_debug ("job %" PRIu64 " (%zu tasks of %s) -> site %s", job->id, job->n, sub->id, site->name);
+    s_send (self, site->rid, &msg);
+    site->credit--;
+    site->outstanding++;
+}
+
+static void
+s_dispatch (coord_t *self)
+{
+    for (site_t *site = zhashx_first (self->sites); site; site = zhashx_next (self->sites)) {
+        while (site->credit > 0 && site->rid && !site->lost) {
+            jm_csub_t *sub = s_oldest_pending (self);
+            if (!sub)
+                return;
+            s_send_job (self, site, sub);
+        }
+    }
+}
+
+/* ------------------------------------------------------- result files */
+
+static int
+s_xfer_send (void *arg, const char *peer, jm_msg_t **msg_p)
+{
+    coord_t *self = (coord_t *)arg;
+    site_t *site = (site_t *)zhashx_lookup (self->sites, peer);
+    if (!site || !site->rid) {
+        jm_msg_destroy (msg_p);
+        return -1;
+    }
+    s_send (self, site->rid, msg_p);
+    return 0;
+}
+
+static void
+s_task_finish_fetch (coord_t *self, jm_ctask_t *t)
+{
+    jm_ctask_results_clear (t);
+    if (t->exit_code == 0 && (!t->reason || !*t->reason))
+        s_task_set (self, t, JM_TASK_DONE);
+    else {
+        if (s_task_set (self, t, JM_TASK_FAILED) == 0)
+            jm_info ("task %u (%s) of %s FAILED: exit code %" PRId64 "%s%s", t->idx, t->path,
+                     t->sub->id, t->exit_code, t->reason && *t->reason ? ": " : "",
+                     t->reason ? t->reason : "");
+    }
+}
+
+/* Copy result file i of t out of the store into work_base/task dir. */
+static int
+s_copy_out (coord_t *self, jm_ctask_t *t, const jm_wfile_t *f, char *err, size_t errlen)
+{
+    int wfd = open (t->sub->work_base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (wfd < 0)
+        return jm_err (err, errlen, "cannot open work base '%s': %s", t->sub->work_base,
+                       strerror (errno));
+    char e2[1024];
+    int tfd = jm_path_mkdirs_beneath (wfd, t->path, e2, sizeof e2);
+    close (wfd);
+    if (tfd < 0)
+        return jm_err (err, errlen, "cannot create task dir '%s' in '%s': %s", t->path,
+                       t->sub->work_base, e2);
+    int rc = jm_store_copy_out (self->store, f->hash, tfd, f->path, f->mode & 07777, e2, sizeof e2);
+    close (tfd);
+    if (rc != 0)
+        return jm_err (err, errlen, "cannot write result file '%s/%s/%s': %s", t->sub->work_base,
+                       t->path, f->path, e2);
+    return 0;
+}
+
+static void
+s_xfer_done (void *arg, const char *peer, const char *hash, int ok, const char *reason,
+             void *cookie)
+{
+    coord_t *self = (coord_t *)arg;
+    jm_ctask_t *t = (jm_ctask_t *)cookie;
+    if (t->state != JM_TASK_FETCHING || !t->result_done) {
+        jm_debug ("result %s for task %u of %s no longer wanted", hash, t->idx, t->sub->id);
+        return;
+    }
+    size_t i;
+    for (i = 0; i < t->results.n; i++)
+        if (!t->result_done[i] && strcmp (t->results.v[i].hash, hash) == 0)
+            break;
+    if (i == t->results.n)
+        return;
+    t->result_done[i] = true;
+    t->results_left--;
+    const jm_wfile_t *f = &t->results.v[i];
+    char err[2048];
+    if (ok != 0) {
+        snprintf (err, sizeof err, "cannot fetch result file '%s' from site %s: %s", f->path, peer,
+                  reason ? reason : "failed");
+        s_task_fail (self, t, err);
+        return;
+    }
+    if (s_copy_out (self, t, f, err, sizeof err) != 0) {
+        s_task_fail (self, t, err);
+        return;
+    }
+    if (t->results_left == 0)
+        s_task_finish_fetch (self, t);
+}
+
+/* ------------------------------------------------------------ agents */
+
+static jm_ctask_t *
+s_task_by_wire (coord_t *self, site_t *site, uint64_t wid)
+{
+    uint64_t job_id = JM_COORD_WIRE_JOB (wid);
+    uint64_t idx = JM_COORD_WIRE_IDX (wid);
+    if (job_id) {
+        job_t *job = s_job_lookup (self, job_id);
+        if (!job || idx >= job->sub->ntasks || job->sub->tasks[idx].job_id != job_id)
+            return NULL;
+        if (strcmp (job->site, site->name) != 0) {
+            jm_warn ("site %s reported task of job %" PRIu64 " which belongs to site %s; ignored",
+                     site->name, job_id, job->site);
+            return NULL;
+        }
+        return &job->sub->tasks[idx];
+    }
+    /* plain index: find it among this site's unfinished jobs */
+    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs)) {
+        if (job->finished || strcmp (job->site, site->name) != 0 || idx >= job->sub->ntasks)
+            continue;
+        jm_ctask_t *t = &job->sub->tasks[idx];
+        if (t->job_id == job->id && !jm_task_state_terminal (t->state))
+            return t;
+    }
+    return NULL;
+}
+
+static void
+s_job_finish (coord_t *self, job_t *job, const char *state)
+{
+    if (job->finished)
+        return;
+    job->finished = true;
+    jm_coord_db_job_state (self->db, job->id, state);
+    site_t *site = (site_t *)zhashx_lookup (self->sites, job->site);
+    if (site && site->outstanding > 0)
+        site->outstanding--;
+}
+
+static void
+s_on_job_state (coord_t *self, peer_t *peer, site_t *site, jm_msg_t *msg)
+{
+    job_t *job = s_job_lookup (self, msg->job_id);
+    if (!job) {
+        jm_debug ("site %s: JOB_STATE for unknown job %" PRIu64 " ignored", site->name,
+                  msg->job_id);
+        return;
+    }
+    if (strcmp (job->site, site->name) != 0) {
+        jm_warn ("site %s: JOB_STATE for job %" PRIu64 " of site %s ignored", site->name,
+                 msg->job_id, job->site);
+        return;
+    }
+    const char *st = msg->state ? msg->state : "";
+    if (job->finished) {
+        jm_debug ("site %s: JOB_STATE %s for finished job %" PRIu64 " ignored", site->name, st,
+                  job->id);
+        return;
+    }
+    jm_csub_t *sub = job->sub;
+    if (strcmp (st, "STAGING") == 0)
+        return;
+    if (strcmp (st, "QUEUED") == 0 || strcmp (st, "RUNNING") == 0) {
+        jm_task_state_t to = st[0] == 'Q' ? JM_TASK_QUEUED : JM_TASK_RUNNING;
+        for (size_t i = 0; i < job->n; i++) {
+            jm_ctask_t *t = &sub->tasks[job->idx[i]];
+            if (t->job_id == job->id && t->state < to && t->state >= JM_TASK_STAGING)
+                s_task_set (self, t, to);
+        }
+        jm_coord_db_job_state (self->db, job->id, st);
+        return;
+    }
+    if (strcmp (st, "FAILED") == 0 || strcmp (st, "DONE") == 0) {
+        bool failed = st[0] == 'F';
+        for (size_t i = 0; i < job->n; i++) {
+            jm_ctask_t *t = &sub->tasks[job->idx[i]];
+            if (t->job_id != job->id || (t->state != JM_TASK_STAGING &&
+                                         t->state != JM_TASK_QUEUED && t->state != JM_TASK_RUNNING))
+                continue;
+            char reason[8400];
+            if (failed)
+                snprintf (reason, sizeof reason, "job %" PRIu64 " failed at site %s: %s", job->id,
+                          site->name, msg->reason ? msg->reason : "");
+            else
+                snprintf (reason, sizeof reason,
+                          "job %" PRIu64 " at site %s ended without reporting this task", job->id,
+                          site->name);
+            s_task_fail (self, t, reason);
+        }
+        s_job_finish (self, job, st);
+        return;
+    }
+    s_send_error (self, peer->rid, 5, "JOB_STATE: unknown state '%s' for job %" PRIu64, st,
+                  job->id);
+}
+
+static void
+s_on_task_started (coord_t *self, site_t *site, jm_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->ids.n; i++) {
+        jm_ctask_t *t = s_task_by_wire (self, site, msg->ids.v[i]);
+        if (!t) {
+            jm_debug ("site %s: TASK_STARTED for unknown task %" PRIu64 " ignored", site->name,
+                      msg->ids.v[i]);
+            continue;
+        }
+        if (t->state == JM_TASK_STAGING || t->state == JM_TASK_QUEUED)
+            s_task_set (self, t, JM_TASK_RUNNING);
+    }
+}
+
+static void
+s_on_task_end (coord_t *self, site_t *site, jm_msg_t *msg)
+{
+    jm_ctask_t *t = s_task_by_wire (self, site, msg->task_id);
+    if (!t) {
+        jm_debug ("site %s: TASK_END for unknown task %" PRIu64 " ignored", site->name,
+                  msg->task_id);
+        return;
+    }
+    if (t->state != JM_TASK_STAGING && t->state != JM_TASK_QUEUED && t->state != JM_TASK_RUNNING) {
+        jm_debug ("site %s: TASK_END for task %u of %s in state %s ignored", site->name, t->idx,
+                  t->sub->id, jm_task_state_name (t->state));
+        return;
+    }
+    t->exit_code = msg->exit_code;
+    char err[2048];
+    for (size_t i = 0; i < msg->files.n; i++) {
+        const jm_wfile_t *f = &msg->files.v[i];
+        char what[128];
+        snprintf (what, sizeof what, "result file of task %u", t->idx);
+        if (jm_path_check_rel (f->path, what, err, sizeof err) != 0) {
+            s_task_fail (self, t, err);
+            return;
+        }
+        if (!jm_hash_valid (f->hash)) {
+            snprintf (err, sizeof err, "result file '%s' of task %u has no valid hash", f->path,
+                      t->idx);
+            s_task_fail (self, t, err);
+            return;
+        }
+    }
+    s_set (&t->reason, msg->reason);
+    if (s_task_set (self, t, JM_TASK_FETCHING) != 0)
+        return;
+    jm_ctask_results_clear (t);
+    for (size_t i = 0; i < msg->files.n; i++) {
+        const jm_wfile_t *f = &msg->files.v[i];
+        jm_wfiles_push (&t->results, f->path, f->hash, f->size, f->mode);
+    }
+    t->results_left = t->results.n;
+    t->result_done = calloc (t->results.n + 1, sizeof (bool));
+    assert (t->result_done);
+    if (t->results.n == 0) {
+        s_task_finish_fetch (self, t);
+        return;
+    }
+    /* done() may run (and finish or fail the task) inside want() */
+    size_t n = t->results.n;
+    char **hashes = calloc (n, sizeof (char *));
+    uint64_t *sizes = calloc (n, sizeof (uint64_t));
+    assert (hashes && sizes);
+    for (size_t i = 0; i < n; i++) {
+        hashes[i] = s_dup (t->results.v[i].hash);
+        sizes[i] = t->results.v[i].size;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (t->state != JM_TASK_FETCHING)
+            break;
+        if (jm_xfer_want (self->xfer, site->name, hashes[i], sizes[i], t->job_id, t) < 0) {
+            snprintf (err, sizeof err, "result file of task %u has an invalid hash", t->idx);
+            s_task_fail (self, t, err);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free (hashes[i]);
+    free (hashes);
+    free (sizes);
+}
+
+static void
+s_on_fetch (coord_t *self, peer_t *peer, jm_msg_t *msg)
+{
+    size_t bytes = 0;
+    jm_msg_t *reply = jm_xfer_serve (self->store, msg, &bytes);
+    s_send (self, peer->rid, &reply);
+    if (msg->job_id && bytes) {
+        job_t *job = s_job_lookup (self, msg->job_id);
+        if (job) {
+            job->sub->bytes_sent += bytes;
+            job->sub->bytes_dirty = true;
+            self->bytes_dirty = true;
+        }
+    }
+}
+
+static void
+s_site_lost (coord_t *self, site_t *site, const char *why)
+{
+    site->lost = true;
+    site->credit = 0;
+    jm_warn ("site %s lost: %s", site->name, why);
+    jm_coord_db_site_state (self->db, site->name, "lost", time (NULL));
+    char reason[512];
+    snprintf (reason, sizeof reason, "site %s lost: %s", site->name, why);
+    jm_xfer_peer_lost (self->xfer, site->name, reason);
+}
+
+static void
+s_on_agent (coord_t *self, peer_t *peer, jm_msg_t *msg)
+{
+    site_t *site = (site_t *)zhashx_lookup (self->sites, peer->site);
+    if (!site || !site->peer_key || strcmp (site->peer_key, peer->key) != 0) {
+        s_send_error (self, peer->rid, 3, "session of site %s was replaced; send HELLO",
+                      peer->site);
+        return;
+    }
+    site->last_seen = jm_now_ms ();
+    if (site->lost) {
+        site->lost = false;
+        jm_info ("site %s is back", site->name);
+        jm_coord_db_site_state (self->db, site->name, "up", time (NULL));
+    }
+    switch (msg->id) {
+    case JM_MSG_HEARTBEAT: {
+        jm_msg_t *hb = jm_msg_new (JM_MSG_HEARTBEAT);
+        s_send (self, peer->rid, &hb);
+        break;
+    }
+    case JM_MSG_CREDIT:
+        site->credit += msg->credit;
+        if (site->credit > S_CREDIT_MAX)
+            site->credit = S_CREDIT_MAX;
+        s_dispatch (self);
+        break;
+    case JM_MSG_JOB_STATE:
+        s_on_job_state (self, peer, site, msg);
+        break;
+    case JM_MSG_TASK_STARTED:
+        s_on_task_started (self, site, msg);
+        break;
+    case JM_MSG_TASK_END:
+        s_on_task_end (self, site, msg);
+        break;
+    case JM_MSG_FETCH:
+        s_on_fetch (self, peer, msg);
+        break;
+    case JM_MSG_CHUNK:
+    case JM_MSG_NOFILE:
+        jm_xfer_on_message (self->xfer, site->name, msg);
+        break;
+    case JM_MSG_ERROR:
+        jm_warn ("site %s reports error %" PRIu64 ": %s", site->name, msg->code,
+                 msg->reason ? msg->reason : "");
+        break;
+    default:
+        s_send_error (self, peer->rid, 5, "%s is not a message an agent sends",
+                      jm_msg_name (msg->id));
+    }
+}
+
+/* ----------------------------------------------------------- clients */
+
+static void
+s_counts_push (jm_u64s_t *list, const jm_csub_t *sub)
+{
+    for (int i = 0; i < JM_TASK_NSTATES; i++)
+        jm_u64s_push (list, sub->counts[i]);
+}
+
+static bool
+s_send_progress (coord_t *self, peer_t *peer, jm_csub_t *sub)
+{
+    jm_msg_t *msg = jm_msg_new (JM_MSG_PROGRESS);
+    jm_str_set (&msg->sub_id, sub->id);
+    jm_str_set (&msg->state, jm_sub_state_name (sub->state));
+    msg->total = sub->ntasks;
+    s_counts_push (&msg->counts, sub);
+    msg->finished = s_sub_all_terminal (sub);
+    bool finished = msg->finished;
+    s_send (self, peer->rid, &msg);
+    return finished;
+}
+
+static char *
+s_new_sub_id (coord_t *self)
+{
+    char id[64];
+    for (;;) {
+        time_t now = time (NULL);
+        struct tm tm;
+        localtime_r (&now, &tm);
+        size_t n = strftime (id, sizeof id, "%Y%m%d-%H%M%S-", &tm);
+        unsigned char rnd[2];
+        if (getrandom (rnd, sizeof rnd, 0) != sizeof rnd) {
+            rnd[0] = (unsigned char)rand ();
+            rnd[1] = (unsigned char)rand ();
+        }
+        snprintf (id + n, sizeof id - n, "%02x%02x", rnd[0], rnd[1]);
+        if (!zhashx_lookup (self->sub_by_id, id))
+            return s_dup (id);
+    }
+}
+
+/* Every path and hash of a SUBMIT; -1 + err naming task and file. */
+static int
+s_check_submit (coord_t *self, const jm_msg_t *msg, char *err, size_t errlen)
+{
+    char what[256];
+    const char *wb = msg->work_base ? msg->work_base : "";
+    if (wb[0] != '/')
+        return jm_err (err, errlen, "SUBMIT: work_base '%s' is not an absolute path", wb);
+    struct stat st;
+    if (stat (wb, &st) != 0 || !S_ISDIR (st.st_mode))
+        return jm_err (err, errlen, "SUBMIT: work_base '%s' is not an existing directory", wb);
+    if (msg->group_size < 1)
+        return jm_err (err, errlen, "SUBMIT: group_size must be at least 1");
+    if (msg->para_deg < 1)
+        return jm_err (err, errlen, "SUBMIT: para_deg must be at least 1");
+    if (msg->tasks.n == 0)
+        return jm_err (err, errlen, "SUBMIT: the submission has no tasks");
+    for (size_t i = 0; i < msg->common.n; i++) {
+        const jm_wfile_t *f = &msg->common.v[i];
+        snprintf (what, sizeof what, "forward common file %zu", i);
+        if (jm_path_check_rel (f->path, what, err, errlen))
+            return -1;
+        if (!jm_hash_valid (f->hash) || !jm_store_has (self->store, f->hash))
+            return jm_err (err, errlen,
+                           "forward common file '%s' (%s) is not in the coordinator's store",
+                           f->path, f->hash);
+    }
+    for (size_t i = 0; i < msg->backward_common.n; i++) {
+        snprintf (what, sizeof what, "backward common pattern %zu", i);
+        if (jm_path_check_rel (msg->backward_common.v[i], what, err, errlen))
+            return -1;
+    }
+    for (size_t i = 0; i < msg->tasks.n; i++) {
+        const jm_wtask_t *t = &msg->tasks.v[i];
+        snprintf (what, sizeof what, "task_work_path of task %zu", i);
+        if (jm_path_check_rel (t->path, what, err, errlen))
+            return -1;
+        snprintf (what, sizeof what, "outlog of task %zu", i);
+        if (jm_path_check_rel (t->outlog, what, err, errlen))
+            return -1;
+        snprintf (what, sizeof what, "errlog of task %zu", i);
+        if (jm_path_check_rel (t->errlog, what, err, errlen))
+            return -1;
+        for (size_t j = 0; j < t->forward.n; j++) {
+            const jm_wfile_t *f = &t->forward.v[j];
+            snprintf (what, sizeof what, "forward file %zu of task %zu", j, i);
+            if (jm_path_check_rel (f->path, what, err, errlen))
+                return -1;
+            if (!jm_hash_valid (f->hash) || !jm_store_has (self->store, f->hash))
+                return jm_err (err, errlen,
+                               "forward file '%s' of task %zu (%s) is not in the coordinator's "
+                               "store",
+                               f->path, i, f->hash);
+        }
+        for (size_t j = 0; j < t->backward.n; j++) {
+            snprintf (what, sizeof what, "backward pattern %zu of task %zu", j, i);
+            if (jm_path_check_rel (t->backward.v[j], what, err, errlen))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static void
+s_on_submit (coord_t *self, peer_t *peer, jm_msg_t *msg)
+{
+    char err[8192];
+    if (s_check_submit (self, msg, err, sizeof err) != 0) {
+        jm_info ("SUBMIT refused: %s", err);
+        s_send_error (self, peer->rid, 5, "%s", err);
+        return;
+    }
+    char *id = s_new_sub_id (self);
+    jm_csub_t *sub =
+        jm_csub_new (id, time (NULL), msg->work_base, msg->group_size, msg->para_deg, msg->tasks.n);
+    free (id);
+    for (size_t i = 0; i < msg->common.n; i++) {
+        const jm_wfile_t *f = &msg->common.v[i];
+        jm_wfiles_push (&sub->common, f->path, f->hash, f->size, f->mode);
+    }
+    for (size_t i = 0; i < msg->backward_common.n; i++)
+        jm_strs_push (&sub->backward_common, msg->backward_common.v[i]);
+    for (size_t i = 0; i < msg->tasks.n; i++) {
+        const jm_wtask_t *w = &msg->tasks.v[i];
+        jm_ctask_t *t = &sub->tasks[i];
+        t->path = s_dup (w->path);
+        t->command = s_dup (w->command);
+        t->outlog = s_dup (w->outlog);
+        t->errlog = s_dup (w->errlog);
+        t->reason = s_dup ("");
+        t->site = s_dup ("");
+        for (size_t j = 0; j < w->forward.n; j++) {
+            const jm_wfile_t *f = &w->forward.v[j];
+            jm_wfiles_push (&t->forward, f->path, f->hash, f->size, f->mode);
+        }
+        for (size_t j = 0; j < w->backward.n; j++)
+            jm_strs_push (&t->backward, w->backward.v[j]);
+    }
+    /* the submission gets a transaction of its own: it is acknowledged
+       right after its commit and a failure leaves nothing behind */
+    jm_db_commit (self->db);
+    if (jm_coord_db_insert_sub (self->db, sub, err, sizeof err) != 0 ||
+        jm_db_commit (self->db) != 0) {
+        jm_db_rollback (self->db);
+        jm_error ("cannot record a submission: %s", err);
+        s_send_error (self, peer->rid, 6, "cannot record the submission: %s", err);
+        jm_csub_destroy (&sub);
+        return;
+    }
+    jm_csub_recount (sub);
+    for (size_t i = 0; i < sub->ntasks; i++)
+        jm_csub_pending_push (sub, (uint32_t)i);
+    zlist_append (self->subs, sub);
+    zhashx_insert (self->sub_by_id, sub->id, sub);
+    jm_info ("submission %s: %zu tasks in %s (group_size %" PRIu64 ", para_deg %" PRIu64 ")",
+             sub->id, sub->ntasks, sub->work_base, sub->group_size, sub->para_deg);
+    jm_msg_t *reply = jm_msg_new (JM_MSG_SUBMITTED);
+    jm_str_set (&reply->sub_id, sub->id);
+    reply->total = sub->ntasks;
+    s_send (self, peer->rid, &reply);
+    s_dispatch (self);
+}
+
+static void
+s_sub_summary (jm_wsubs_t *list, const jm_csub_t *sub)
+{
+    jm_wsub_t *w = jm_wsubs_push (list);
+    w->id = s_dup (sub->id);
+    w->state = s_dup (jm_sub_state_name (sub->state));
+    w->work_base = s_dup (sub->work_base);
+    w->total = sub->ntasks;
+    s_counts_push (&w->counts, sub);
+    w->created = (uint64_t)sub->created;
+    w->bytes = sub->bytes_sent;
+}
+
+static void
+s_on_status (coord_t *self, peer_t *peer, jm_msg_t *msg)
+{
+    jm_msg_t *reply = jm_msg_new (JM_MSG_STATUS_REPLY);
+    if (msg->sub_id && *msg->sub_id) {
+        jm_csub_t *sub = (jm_csub_t *)zhashx_lookup (self->sub_by_id, msg->sub_id);
+        if (!sub) {
+            jm_msg_destroy (&reply);
+            s_send_error (self, peer->rid, 4, "no submission '%s'", msg->sub_id);
+            return;
+        }
+        s_sub_summary (&reply->subs, sub);
+        if (msg->detail)
+            for (size_t i = 0; i < sub->ntasks; i++) {
+                const jm_ctask_t *t = &sub->tasks[i];
+                jm_wtstat_t *w = jm_wtstats_push (&reply->tstats);
+                w->id = t->idx;
+                w->path = s_dup (t->path);
+                w->state = s_dup (jm_task_state_name (t->state));
+                w->exit_code = t->exit_code;
+                w->site = s_dup (t->site);
+                w->reason = s_dup (t->reason);
+            }
+    }
+    else
+        for (jm_csub_t *sub = zlist_first (self->subs); sub; sub = zlist_next (self->subs))
+            s_sub_summary (&reply->subs, sub);
+    s_send (self, peer->rid, &reply);
+}
+
+static void
+s_on_watch (coord_t *self, peer_t *peer, jm_msg_t *msg)
+{
+    jm_csub_t *sub = (jm_csub_t *)zhashx_lookup (self->sub_by_id, msg->sub_id);
+    if (!sub) {
+        s_send_error (self, peer->rid, 4, "no submission '%s'", msg->sub_id);
+        return;
+    }
+    if (s_send_progress (self, peer, sub))
+        return;
+    for (char *w = zlist_first (peer->watches); w; w = zlist_next (peer->watches))
+        if (strcmp (w, sub->id) == 0)
+            return;
+    zlist_append (peer->watches, s_dup (sub->id));
+}
+
+static void
+s_on_cancel (coord_t *self, peer_t *peer, jm_msg_t *msg)
+{
+    jm_csub_t *sub = (jm_csub_t *)zhashx_lookup (self->sub_by_id, msg->sub_id);
+    if (!sub) {
+        s_send_error (self, peer->rid, 4, "no submission '%s'", msg->sub_id);
+        return;
+    }
+    uint64_t n = 0;
+    bool was_active = sub->state == JM_SUB_ACTIVE;
+    if (was_active) {
+        /* set first so that the last task does not finish it as FAILED/DONE */
+        sub->state = JM_SUB_CANCELLED;
+        jm_coord_db_sub_update (self->db, sub);
+    }
+    for (size_t i = 0; i < sub->ntasks; i++) {
+        jm_ctask_t *t = &sub->tasks[i];
+        if (jm_task_state_terminal (t->state))
+            continue;
+        if (t->state == JM_TASK_FETCHING) {
+            jm_xfer_forget (self->xfer, t);
+            jm_ctask_results_clear (t);
+        }
+        if (s_task_set (self, t, JM_TASK_CANCELLED) == 0)
+            n++;
+    }
+    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs)) {
+        if (job->sub != sub || job->finished)
+            continue;
+        site_t *site = (site_t *)zhashx_lookup (self->sites, job->site);
+        if (site && site->rid) {
+            jm_msg_t *cj = jm_msg_new (JM_MSG_CANCEL_JOB);
+            cj->job_id = job->id;
+            s_send (self, site->rid, &cj);
+        }
+        s_job_finish (self, job, "CANCELLED");
+    }
+    jm_info ("submission %s cancelled (%" PRIu64 " tasks)", sub->id, n);
+    jm_msg_t *reply = jm_msg_new (JM_MSG_CANCELLED);
+    jm_str_set (&reply->sub_id, sub->id);
+    reply->total = n;
+    s_queue_ack (self, peer->rid, reply);
+}
+
+static void
+s_on_client (coord_t *self, peer_t *peer, jm_msg_t *msg)
+{
+    switch (msg->id) {
+    case JM_MSG_SUBMIT:
+        s_on_submit (self, peer, msg);
+        break;
+    case JM_MSG_STATUS:
+        s_on_status (self, peer, msg);
+        break;
+    case JM_MSG_WATCH:
+        s_on_watch (self, peer, msg);
+        break;
+    case JM_MSG_CANCEL:
+        s_on_cancel (self, peer, msg);
+        break;
+    case JM_MSG_HEARTBEAT: {
+        jm_msg_t *hb = jm_msg_new (JM_MSG_HEARTBEAT);
+        s_send (self, peer->rid, &hb);
+        break;
+    }
+    case JM_MSG_FETCH:
+        s_on_fetch (self, peer, msg);
+        break;
+    default:
+        s_send_error (self, peer->rid, 5, "%s is not a message a client sends",
+                      jm_msg_name (msg->id));
+    }
+}
+
+/* ----------------------------------------------------------- sessions */
+
+/* Name of the allowed cert holding this public key ("?" if none). */
+static const char *
+s_keyname (coord_t *self, const char *pubkey)
+{
+    if (!pubkey || !*pubkey)
+        return "?";
+    const char *name = (const char *)zhashx_lookup (self->keynames, pubkey);
+    if (name)
+        return name;
+    /* (re)read the allowlist */
+    DIR *dir = opendir (self->allowed_dir);
+    if (dir) {
+        struct dirent *de;
+        while ((de = readdir (dir))) {
+            size_t l = strlen (de->d_name);
+            if (l < 6 || strcmp (de->d_name + l - 5, ".cert") != 0)
+                continue;
+            char path[JM_PATH_MAX + 512];
+            snprintf (path, sizeof path, "%s/%s", self->allowed_dir, de->d_name);
+            zcert_t *c = zcert_load (path);
+            if (!c)
+                continue;
+            const char *n = zcert_meta (c, "name");
+            char stem[256];
+            snprintf (stem, sizeof stem, "%.*s", (int)(l - 5), de->d_name);
+            zhashx_update (self->keynames, zcert_public_txt (c), s_dup (n && *n ? n : stem));
+            zcert_destroy (&c);
+        }
+        closedir (dir);
+    }
+    name = (const char *)zhashx_lookup (self->keynames, pubkey);
+    return name ? name : "?";
+}
+
+static void
+s_on_hello (coord_t *self, zframe_t *rid, const char *key, zframe_t *body, jm_msg_t *msg)
+{
+    if (msg->version != JM_PROTO_VERSION) {
+        s_send_error (self, rid, 1,
+                      "protocol version mismatch: peer speaks version %" PRIu64
+                      ", this coordinator speaks version %d",
+                      msg->version, JM_PROTO_VERSION);
+        return;
+    }
+    const char *role = msg->role ? msg->role : "";
+    bool agent = strcmp (role, "agent") == 0;
+    if (!agent && strcmp (role, "client") != 0) {
+        s_send_error (self, rid, 3, "HELLO: role '%s' is neither 'agent' nor 'client'", role);
+        return;
+    }
+    if (agent && !s_name_ok (msg->name)) {
+        s_send_error (self, rid, 5, "HELLO: site name '%s' must match [A-Za-z0-9._-]+",
+                      msg->name ? msg->name : "");
+        return;
+    }
+    const char *pubkey = zframe_meta (body, "User-Id");
+    const char *keyname = s_keyname (self, pubkey);
+    /* a second HELLO resets the session */
+    zhashx_delete (self->peers, key);
+    peer_t *peer = calloc (1, sizeof *peer);
+    assert (peer);
+    peer->key = s_dup (key);
+    peer->rid = zframe_dup (rid);
+    peer->keyname = s_dup (keyname);
+    peer->role = agent ? ROLE_AGENT : ROLE_CLIENT;
+    peer->watches = zlist_new ();
+    zlist_autofree (peer->watches);
+    zhashx_insert (self->peers, key, peer);
+
+    if (agent) {
+        peer->site = s_dup (msg->name);
+        site_t *site = (site_t *)zhashx_lookup (self->sites, msg->name);
+        if (!site) {
+            site = calloc (1, sizeof *site);
+            assert (site);
+            site->name = s_dup (msg->name);
+            zhashx_insert (self->sites, site->name, site);
+        }
+        else if (site->peer_key && strcmp (site->peer_key, key) != 0) {
+            jm_info ("site %s said HELLO on a new connection; replacing its old session",
+                     site->name);
+            zhashx_delete (self->peers, site->peer_key);
+            char reason[256];
+            snprintf (reason, sizeof reason, "site %s reconnected during the transfer", site->name);
+            jm_xfer_peer_lost (self->xfer, site->name, reason);
+        }
+        s_set (&site->peer_key, key);
+        zframe_destroy (&site->rid);
+        site->rid = zframe_dup (rid);
+        s_set (&site->pubkey, pubkey);
+        s_set (&site->scheduler, msg->scheduler);
+        s_set (&site->host, msg->host);
+        site->slots = msg->slots;
+        site->credit = 0;
+        site->lost = false;
+        site->last_seen = jm_now_ms ();
+        jm_coord_db_site_upsert (self->db, site->name, site->pubkey, site->scheduler, site->slots,
+                                 site->host, "up", time (NULL));
+        jm_info ("site %s connected (key '%s', scheduler %s, %" PRIu64 " slots, host %s)",
+                 site->name, keyname, site->scheduler, site->slots, site->host);
+    }
+    else
+        jm_debug ("client connected (key '%s')", keyname);
+    jm_msg_t *welcome = jm_msg_new (JM_MSG_WELCOME);
+    welcome->heartbeat_ms = self->cfg->heartbeat_ms;
+    s_send (self, rid, &welcome);
+}
+
+static void
+s_handle (coord_t *self, zmsg_t *zm)
+{
+    zframe_t *rid = zmsg_pop (zm);
+    zframe_t *body = zmsg_pop (zm);
+    if (!rid) {
+        zframe_destroy (&body);
+        return;
+    }
+    char *key = zframe_strhex (rid);
+    char err[1024];
+    if (!body || zmsg_size (zm) > 0) {
+        s_send_error (self, rid, 2, "malformed message: expected one frame, got %zu",
+                      (body ? 1 : 0) + zmsg_size (zm));
+        goto done;
+    }
+    jm_msg_t *msg = NULL;
+    uint64_t peer_version = 0;
+    int rc = jm_msg_decode (zframe_data (body), zframe_size (body), &msg, &peer_version, err,
+                            sizeof err);
+    if (rc == JM_PROTO_EVERSION) {
+        s_send_error (self, rid, 1,
+                      "protocol version mismatch: peer speaks version %" PRIu64
+                      ", this coordinator speaks version %d",
+                      peer_version, JM_PROTO_VERSION);
+        goto done;
+    }
+    if (rc != 0 || !msg) {
+        jm_debug ("malformed message from a peer: %s", err);
+        s_send_error (self, rid, 2, "malformed message: %s", err);
+        goto done;
+    }
+    if (msg->id == JM_MSG_HELLO)
+        s_on_hello (self, rid, key, body, msg);
+    else {
+        peer_t *peer = (peer_t *)zhashx_lookup (self->peers, key);
+        if (!peer)
+            s_send_error (self, rid, 3, "%s before HELLO: send HELLO first", jm_msg_name (msg->id));
+        else if (peer->role == ROLE_AGENT)
+            s_on_agent (self, peer, msg);
+        else
+            s_on_client (self, peer, msg);
+    }
+    jm_msg_destroy (&msg);
+done:
+    free (key);
+    zframe_destroy (&rid);
+    zframe_destroy (&body);
+}
+
+/* ------------------------------------------------------------ passes */
+
+static void
+s_end_pass (coord_t *self)
+{
+    for (jm_ctask_t *t = zlist_pop (self->forget); t; t = zlist_pop (self->forget))
+        jm_xfer_forget (self->xfer, t);
+    if (self->bytes_dirty) {
+        for (jm_csub_t *sub = zlist_first (self->subs); sub; sub = zlist_next (self->subs))
+            if (sub->bytes_dirty) {
+                jm_coord_db_sub_update (self->db, sub);
+                sub->bytes_dirty = false;
+            }
+        self->bytes_dirty = false;
+    }
+    int rc = jm_db_commit (self->db);
+    for (ack_t *a = zlist_pop (self->acks); a; a = zlist_pop (self->acks)) {
+        if (rc != 0) {
+            jm_msg_destroy (&a->msg);
+            s_send_error (self, a->rid, 6, "cannot commit to the state database: %s",
+                          jm_db_errmsg (self->db));
+        }
+        else
+            s_send (self, a->rid, &a->msg);
+        zframe_destroy (&a->rid);
+        free (a);
+    }
+    if (self->progress_dirty) {
+        for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers)) {
+            char *w = zlist_first (p->watches);
+            while (w) {
+                jm_csub_t *sub = (jm_csub_t *)zhashx_lookup (self->sub_by_id, w);
+                char *next = zlist_next (p->watches);
+                if (sub && sub->progress_dirty && s_send_progress (self, p, sub))
+                    zlist_remove (p->watches, w);
+                w = next;
+            }
+        }
+        for (jm_csub_t *sub = zlist_first (self->subs); sub; sub = zlist_next (self->subs))
+            sub->progress_dirty = false;
+        self->progress_dirty = false;
+    }
+}
+
+static int
+s_on_router (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void)loop;
+    coord_t *self = (coord_t *)arg;
+    for (int n = 0; n < S_DRAIN; n++) {
+        if (n > 0 && !(zsock_events (reader) & ZMQ_POLLIN))
+            break;
+        zmsg_t *zm = zmsg_recv (reader);
+        if (!zm)
+            break;
+        s_handle (self, zm);
+        zmsg_destroy (&zm);
+    }
+    s_end_pass (self);
+    return 0;
+}
+
+static int
+s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    coord_t *self = (coord_t *)arg;
+    int64_t now = jm_now_ms ();
+    int64_t limit = 3 * (int64_t)self->cfg->heartbeat_ms;
+    for (site_t *s = zhashx_first (self->sites); s; s = zhashx_next (self->sites)) {
+        if (s->rid && !s->lost && now - s->last_seen > limit) {
+            char why[128];
+            snprintf (why, sizeof why, "nothing heard for %" PRId64 " ms", now - s->last_seen);
+            s_site_lost (self, s, why);
+        }
+    }
+    /* periodic PROGRESS to every watcher */
+    for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers)) {
+        char *w = zlist_first (p->watches);
+        while (w) {
+            jm_csub_t *sub = (jm_csub_t *)zhashx_lookup (self->sub_by_id, w);
+            char *next = zlist_next (p->watches);
+            if (!sub || s_send_progress (self, p, sub))
+                zlist_remove (p->watches, w);
+            w = next;
+        }
+    }
+    s_end_pass (self);
+    return 0;
+}
+
+/* zcertstore re-reads the allowlist on lookups; re-arming zauth when the
+   directory changes makes 'allow' and 'deny' certain to take effect. */
+static int
+s_on_allow_timer (zloop_t *loop, int timer_id, void *arg)
+{
+    (void)loop;
+    (void)timer_id;
+    coord_t *self = (coord_t *)arg;
+    struct stat st;
+    if (stat (self->allowed_dir, &st) != 0)
+        return 0;
+    if (st.st_mtim.tv_sec == self->allowed_mtime.tv_sec &&
+        st.st_mtim.tv_nsec == self->allowed_mtime.tv_nsec)
+        return 0;
+    self->allowed_mtime = st.st_mtim;
+    zstr_sendx (self->auth, "CURVE", self->allowed_dir, NULL);
+    zsock_wait (self->auth);
+    zhashx_purge (self->keynames);
+    jm_info ("allowlist %s changed; reloaded", self->allowed_dir);
+    return 0;
+}
+
+static int
+s_on_pipe (zloop_t *loop, zsock_t *reader, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    char *cmd = zstr_recv (reader);
+    bool term = !cmd || streq (cmd, "$TERM");
+    zstr_free (&cmd);
+    return term ? -1 : 0;
+}
+
+/* ------------------------------------------------------- start / stop */
+
+static void
+s_coord_destroy (coord_t **self_p)
+{
+    coord_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->db)
+        jm_db_commit (self->db);
+    if (self->files_written) {
+        unlink (self->endpoint_file);
+        unlink (self->pid_file);
+    }
+    for (ack_t *a = self->acks ? zlist_pop (self->acks) : NULL; a; a = zlist_pop (self->acks)) {
+        jm_msg_destroy (&a->msg);
+        zframe_destroy (&a->rid);
+        free (a);
+    }
+    zlist_destroy (&self->acks);
+    zlist_destroy (&self->forget);
+    zloop_destroy (&self->loop);
+    zsock_destroy (&self->router);
+    zactor_destroy (&self->auth);
+    jm_xfer_destroy (&self->xfer);
+    zhashx_destroy (&self->peers);
+    zhashx_destroy (&self->sites);
+    zhashx_destroy (&self->jobs);
+    zhashx_destroy (&self->sub_by_id);
+    zhashx_destroy (&self->keynames);
+    if (self->subs)
+        for (jm_csub_t *sub = zlist_pop (self->subs); sub; sub = zlist_pop (self->subs))
+            jm_csub_destroy (&sub);
+    zlist_destroy (&self->subs);
+    jm_store_destroy (&self->store);
+    jm_db_destroy (&self->db);
+    zcert_destroy (&self->cert);
+    jm_config_destroy (&self->cfg);
+    free (self->home);
+    free (self);
+    *self_p = NULL;
+}
+
+/* Load state; tasks that were out at agents go back to PENDING. */
+static int
+s_load_state (coord_t *self, char *err, size_t errlen)
+{
+    zlist_t *list = zlist_new ();
+    if (jm_coord_db_load (self->db, list, err, errlen) != 0) {
+        zlist_destroy (&list);
+        return -1;
+    }
+    size_t requeued = 0;
+    for (jm_csub_t *sub = zlist_pop (list); sub; sub = zlist_pop (list)) {
+        for (size_t i = 0; i < sub->ntasks; i++) {
+            jm_ctask_t *t = &sub->tasks[i];
+            if (t->state >= JM_TASK_STAGING && t->state <= JM_TASK_FETCHING) {
+                /* recovery, not a transition of the table (FETCHING -> PENDING) */
+                t->state = JM_TASK_PENDING;
+                s_set (&t->site, "");
+                t->job_id = 0;
+                jm_coord_db_task_update (self->db, sub, t);
+                requeued++;
+            }
+            if (t->state == JM_TASK_PENDING)
+                jm_csub_pending_push (sub, t->idx);
+        }
+        jm_csub_recount (sub);
+        zlist_append (self->subs, sub);
+        zhashx_insert (self->sub_by_id, sub->id, sub);
+        s_sub_check_finished (self, sub);
+    }
+    zlist_destroy (&list);
+    jm_coord_db_jobs_abandon (self->db, "ABANDONED");
+    self->next_job_id = jm_coord_db_max_job_id (self->db);
+    if (requeued)
+        jm_warn ("%zu tasks that were at agents when the coordinator stopped are PENDING again",
+                 requeued);
+    jm_info ("loaded %zu submissions from the state database", zlist_size (self->subs));
+    if (jm_db_commit (self->db) != 0)
+        return jm_err (err, errlen, "cannot commit recovered state: %s", jm_db_errmsg (self->db));
+    return 0;
+}
+
+/* Endpoint a local client connects to, given the bind and the real port. */
+static char *
+s_connect_endpoint (const char *bind, int port)
+{
+    char buf[1024];
+    snprintf (buf, sizeof buf, "%s", bind);
+    char *colon = strrchr (buf, ':');
+    if (port > 0 && strncmp (buf, "tcp://", 6) == 0 && colon && colon > buf + 5)
+        snprintf (colon + 1, sizeof buf - (size_t)(colon + 1 - buf), "%d", port);
+    return jm_endpoint_for_connect (buf);
+}
+
+static coord_t *
+s_coord_new (const char *home, const char *bind_override, int *exit_p)
+{
+    char err[2048];
+    char path[JM_PATH_MAX];
+    *exit_p = 2;
+    coord_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->home = s_dup (home);
+    self->peers = zhashx_new ();
+    zhashx_set_destructor (self->peers, s_peer_destroy);
+    self->sites = zhashx_new ();
+    zhashx_set_destructor (self->sites, s_site_destroy);
+    self->jobs = zhashx_new ();
+    zhashx_set_destructor (self->jobs, s_job_destroy);
+    self->sub_by_id = zhashx_new ();
+    self->keynames = zhashx_new ();
+    zhashx_set_destructor (self->keynames, (zhashx_destructor_fn *)zstr_free);
+    self->subs = zlist_new ();
+    self->acks = zlist_new ();
+    self->forget = zlist_new ();
+    snprintf (self->allowed_dir, sizeof self->allowed_dir, "%s/allowed", home);
+    snprintf (self->endpoint_file, sizeof self->endpoint_file, "%s/coord.endpoint", home);
+    snprintf (self->pid_file, sizeof self->pid_file, "%s/coord.pid", home);
+
+    struct stat st;
+    if (stat (home, &st) != 0 || !S_ISDIR (st.st_mode)) {
+        jm_error ("home '%s' is not a directory: run 'jobman-coord init --home %s' first", home,
+                  home);
+        goto fail;
+    }
+    self->cfg = jm_config_load (home, err, sizeof err);
+    if (!self->cfg) {
+        jm_error ("%s", err);
+        goto fail;
+    }
+    snprintf (path, sizeof path, "%s/coord.cert_secret", home);
+    if (jm_keys_check_private (path, err, sizeof err) != 0) {
+        jm_error ("refusing to start: %s", err);
+        goto fail;
+    }
+    self->cert = jm_keys_load_secret (path, err, sizeof err);
+    if (!self->cert) {
+        jm_error ("refusing to start: %s", err);
+        goto fail;
+    }
+    if (stat (self->allowed_dir, &st) != 0 || !S_ISDIR (st.st_mode)) {
+        jm_error ("allowlist directory '%s' is missing: run 'jobman-coord init'",
+                  self->allowed_dir);
+        goto fail;
+    }
+    self->allowed_mtime = st.st_mtim;
+    *exit_p = 1;
+    snprintf (path, sizeof path, "%s/state.db", home);
+    self->db = jm_db_open (path, err, sizeof err);
+    if (!self->db || jm_coord_db_init (self->db, err, sizeof err) != 0 ||
+        s_load_state (self, err, sizeof err) != 0) {
+        jm_error ("%s", err);
+        goto fail;
+    }
+    snprintf (path, sizeof path, "%s/store", home);
+    self->store = jm_store_new (path, err, sizeof err);
+    if (!self->store) {
+        jm_error ("%s", err);
+        goto fail;
+    }
+    self->xfer = jm_xfer_new (self->store, self->cfg->chunk_size, self->cfg->window, s_xfer_send,
+                              s_xfer_done, self);
+
+    self->auth = zactor_new (zauth, NULL);
+    if (!self->auth) {
+        jm_error ("cannot start the ZAP authenticator (is another one running in this "
+                  "process?)");
+        goto fail;
+    }
+    const char *lvl = getenv ("JOBMAN_LOG");
+    if (lvl && strcmp (lvl, "debug") == 0) {
+        zstr_sendx (self->auth, "VERBOSE", NULL);
+        zsock_wait (self->auth);
+    }
+    zstr_sendx (self->auth, "CURVE", self->allowed_dir, NULL);
+    zsock_wait (self->auth);
+
+    self->router = zsock_new (ZMQ_ROUTER);
+    assert (self->router);
+    jm_curve_server (self->router, self->cert);
+    zsock_set_maxmsgsize (self->router, S_MAXMSG);
+    zsock_set_sndhwm (self->router, S_HWM);
+    zsock_set_rcvhwm (self->router, S_HWM);
+    zsock_set_router_mandatory (self->router, 0);
+    zsock_set_linger (self->router, 1000);
+    const char *bind = bind_override && *bind_override ? bind_override : self->cfg->bind;
+    int port = zsock_bind (self->router, "%s", bind);
+    if (port < 0) {
+        jm_error ("cannot bind %s: %s", bind, zmq_strerror (zmq_errno ()));
+        goto fail;
+    }
+    char *ep = s_connect_endpoint (bind, port);
+    char text[1100];
+    int len = snprintf (text, sizeof text, "%s\n", ep);
+    free (ep);
+    if (jm_write_file_atomic (self->endpoint_file, text, (size_t)len, 0600, err, sizeof err) != 0) {
+        jm_error ("%s", err);
+        goto fail;
+    }
+    len = snprintf (text, sizeof text, "%d\n", (int)getpid ());
+    if (jm_write_file_atomic (self->pid_file, text, (size_t)len, 0600, err, sizeof err) != 0) {
+        unlink (self->endpoint_file);
+        jm_error ("%s", err);
+        goto fail;
+    }
+    self->files_written = true;
+    jm_info ("listening on %s (clients connect to %.*s), home %s", bind, len, text, home);
+
+    self->loop = zloop_new ();
+    zloop_reader (self->loop, self->router, s_on_router, self);
+    zloop_reader_set_tolerant (self->loop, self->router);
+    zloop_timer (self->loop, self->cfg->heartbeat_ms ? self->cfg->heartbeat_ms : 1000, 0,
+                 s_on_heartbeat, self);
+    zloop_timer (self->loop, 1000, 0, s_on_allow_timer, self);
+    *exit_p = 0;
+    return self;
+fail:
+    s_coord_destroy (&self);
+    return NULL;
+}
+
+static int
+s_coord_loop (coord_t *self, zsock_t *pipe)
+{
+    if (pipe)
+        zloop_reader (self->loop, pipe, s_on_pipe, self);
+    zloop_start (self->loop);
+    s_end_pass (self);
+    jm_info ("stopping");
+    return 0;
+}
+
+int
+jm_coord_run (const char *home, const char *bind_override)
+{
+    int code;
+    coord_t *self = s_coord_new (home, bind_override, &code);
+    if (!self)
+        return code;
+    s_coord_loop (self, NULL);
+    s_coord_destroy (&self);
+    return 0;
+}
+
+void
+jm_coord_actor (zsock_t *pipe, void *args)
+{
+    jm_coord_args_t *a = (jm_coord_args_t *)args;
+    int code;
+    coord_t *self = s_coord_new (a->home, a->bind, &code);
+    zsock_signal (pipe, self ? 0 : 1);
+    if (!self)
+        return;
+    s_coord_loop (self, pipe);
+    s_coord_destroy (&self);
+}
+
+/* ------------------------------------------------------ home commands */
+
+int
+jm_coord_allow (const char *home, const char *cert_path, const char *name, char *err, size_t errlen)
+{
+    if (!s_name_ok (name))
+        return jm_err (err, errlen, "name '%s' must match [A-Za-z0-9._-]+", name ? name : "");
+    zcert_t *cert = jm_keys_load_public (cert_path, err, errlen);
+    if (!cert)
+        return -1;
+    char dir[JM_PATH_MAX], dest[JM_PATH_MAX + 256], tmp[JM_PATH_MAX + 256];
+    snprintf (dir, sizeof dir, "%s/allowed", home);
+    snprintf (dest, sizeof dest, "%s/%s.cert", dir, name);
+    snprintf (tmp, sizeof tmp, "%s/.allow-%s.tmp", home, name);
+    if (jm_mkdirs (dir, 0700, err, errlen) != 0) {
+        zcert_destroy (&cert);
+        return -1;
+    }
+    if (s_exists (dest)) {
+        zcert_t *old = zcert_load (dest);
+        bool same = old && streq (zcert_public_txt (old), zcert_public_txt (cert));
+        zcert_destroy (&old);
+        zcert_destroy (&cert);
+        if (same)
+            return 0;
+        return jm_err (err, errlen,
+                       "'%s' is already allowed with a different key (%s); choose another "
+                       "name or remove it first ('jobman-coord deny %s')",
+                       name, dest, name);
+    }
+    byte zero[32] = {0};
+    zcert_t *pub = zcert_new_from (zcert_public_key (cert), zero);
+    zcert_destroy (&cert);
+    assert (pub);
+    zcert_set_meta (pub, "name", "%s", name);
+    int rc = zcert_save_public (pub, tmp);
+    zcert_destroy (&pub);
+    if (rc != 0) {
+        unlink (tmp);
+        return jm_err (err, errlen, "cannot write '%s': %s", tmp, strerror (errno));
+    }
+    if (rename (tmp, dest) != 0) {
+        int e = errno;
+        unlink (tmp);
+        return jm_err (err, errlen, "cannot rename '%s' to '%s': %s", tmp, dest, strerror (e));
+    }
+    return 0;
+}
+
+int
+jm_coord_deny (const char *home, const char *name, char *err, size_t errlen)
+{
+    if (!s_name_ok (name))
+        return jm_err (err, errlen, "name '%s' must match [A-Za-z0-9._-]+", name ? name : "");
+    char dest[JM_PATH_MAX];
+    snprintf (dest, sizeof dest, "%s/allowed/%s.cert", home, name);
+    if (unlink (dest) != 0)
+        return jm_err (err, errlen, "cannot remove '%s': %s", dest, strerror (errno));
+    return 0;
+}
+
+int
+jm_coord_init_home (const char *home, const char *bind, char *err, size_t errlen)
+{
+    static const char *parts[] = {
+        "coord.cert",          "coord.cert_secret", "client.cert", "client.cert_secret",
+        "allowed/client.cert", "config.yml",        "state.db",    "store"};
+    char path[JM_PATH_MAX];
+    bool all = true;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        snprintf (path, sizeof path, "%s/%s", home, parts[i]);
+        if (!s_exists (path))
+            all = false;
+    }
+    if (all) {
+        jm_err (err, errlen, "'%s' is already a jobman-coord home; not touching it", home);
+        return 2;
+    }
+    if (jm_mkdirs (home, 0700, err, errlen) != 0)
+        return 1;
+    chmod (home, 0700);
+    static const char *pairs[] = {"coord", "client"};
+    for (int i = 0; i < 2; i++) {
+        snprintf (path, sizeof path, "%s/%s.cert_secret", home, pairs[i]);
+        char pub[JM_PATH_MAX];
+        snprintf (pub, sizeof pub, "%s/%s.cert", home, pairs[i]);
+        if (s_exists (path) && s_exists (pub))
+            continue;
+        if (s_exists (path) || s_exists (pub)) {
+            jm_err (err, errlen,
+                    "half a key pair in '%s': %s exists but not its partner; remove it or "
+                    "restore the other half",
+                    home, s_exists (path) ? path : pub);
+            return 1;
+        }
+        if (jm_keys_create (home, pairs[i], err, errlen) != 0)
+            return 1;
+    }
+    snprintf (path, sizeof path, "%s/allowed/client.cert", home);
+    if (!s_exists (path)) {
+        char pub[JM_PATH_MAX];
+        snprintf (pub, sizeof pub, "%s/client.cert", home);
+        if (jm_coord_allow (home, pub, "client", err, errlen) != 0)
+            return 1;
+    }
+    snprintf (path, sizeof path, "%s/config.yml", home);
+    if (!s_exists (path) && jm_config_write_default (home, bind, err, errlen) != 0)
+        return 1;
+    snprintf (path, sizeof path, "%s/state.db", home);
+    jm_db_t *db = jm_db_open (path, err, errlen);
+    if (!db)
+        return 1;
+    int rc = jm_coord_db_init (db, err, errlen);
+    jm_db_destroy (&db);
+    if (rc != 0)
+        return 1;
+    snprintf (path, sizeof path, "%s/store", home);
+    jm_store_t *store = jm_store_new (path, err, errlen);
+    if (!store)
+        return 1;
+    jm_store_destroy (&store);
+    return 0;
+}

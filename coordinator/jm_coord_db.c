@@ -1,0 +1,638 @@
+/*  jm_coord_db.c - coordinator state in memory and in SQLite. */
+#include "jm_coord_db.h"
+
+#include "jm_log.h"
+#include "jm_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char *s_sub_names[] = {"ACTIVE", "DONE", "FAILED", "CANCELLED"};
+
+const char *
+jm_sub_state_name (jm_sub_state_t state)
+{
+    if ((int)state < 0 || state > JM_SUB_CANCELLED)
+        return "?";
+    return s_sub_names[state];
+}
+
+int
+jm_sub_state_from_name (const char *name)
+{
+    for (int i = 0; name && i <= JM_SUB_CANCELLED; i++)
+        if (strcmp (name, s_sub_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void
+jm_wfiles_clear (jm_wfiles_t *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        free (list->v[i].path);
+    free (list->v);
+    list->v = NULL;
+    list->n = 0;
+}
+
+void
+jm_strs_clear (jm_strs_t *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        free (list->v[i]);
+    free (list->v);
+    list->v = NULL;
+    list->n = 0;
+}
+
+static char *
+s_dup (const char *s)
+{
+    char *d = strdup (s ? s : "");
+    assert (d);
+    return d;
+}
+
+jm_csub_t *
+jm_csub_new (const char *id, int64_t created, const char *work_base, uint64_t group_size,
+             uint64_t para_deg, size_t ntasks)
+{
+    jm_csub_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->id = s_dup (id);
+    self->created = created;
+    self->work_base = s_dup (work_base);
+    self->group_size = group_size;
+    self->para_deg = para_deg;
+    self->state = JM_SUB_ACTIVE;
+    self->ntasks = ntasks;
+    self->tasks = calloc (ntasks ? ntasks : 1, sizeof (jm_ctask_t));
+    assert (self->tasks);
+    for (size_t i = 0; i < ntasks; i++) {
+        self->tasks[i].sub = self;
+        self->tasks[i].idx = (uint32_t)i;
+        self->tasks[i].state = JM_TASK_PENDING;
+    }
+    return self;
+}
+
+void
+jm_ctask_results_clear (jm_ctask_t *task)
+{
+    jm_wfiles_clear (&task->results);
+    free (task->result_done);
+    task->result_done = NULL;
+    task->results_left = 0;
+}
+
+void
+jm_csub_destroy (jm_csub_t **self_p)
+{
+    assert (self_p);
+    jm_csub_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->ntasks; i++) {
+        jm_ctask_t *t = &self->tasks[i];
+        free (t->path);
+        free (t->command);
+        free (t->outlog);
+        free (t->errlog);
+        free (t->reason);
+        free (t->site);
+        jm_wfiles_clear (&t->forward);
+        jm_strs_clear (&t->backward);
+        jm_ctask_results_clear (t);
+    }
+    free (self->tasks);
+    jm_wfiles_clear (&self->common);
+    jm_strs_clear (&self->backward_common);
+    free (self->pending);
+    free (self->id);
+    free (self->work_base);
+    free (self);
+    *self_p = NULL;
+}
+
+void
+jm_csub_recount (jm_csub_t *self)
+{
+    memset (self->counts, 0, sizeof self->counts);
+    for (size_t i = 0; i < self->ntasks; i++)
+        self->counts[self->tasks[i].state]++;
+}
+
+void
+jm_csub_pending_push (jm_csub_t *self, uint32_t idx)
+{
+    if (self->pend_tail == self->pend_cap) {
+        if (self->pend_head > 0) {
+            memmove (self->pending, self->pending + self->pend_head,
+                     (self->pend_tail - self->pend_head) * sizeof (uint32_t));
+            self->pend_tail -= self->pend_head;
+            self->pend_head = 0;
+        }
+        if (self->pend_tail == self->pend_cap) {
+            self->pend_cap = self->pend_cap ? self->pend_cap * 2 : 64;
+            self->pending = realloc (self->pending, self->pend_cap * sizeof (uint32_t));
+            assert (self->pending);
+        }
+    }
+    self->pending[self->pend_tail++] = idx;
+}
+
+int64_t
+jm_csub_pending_pop (jm_csub_t *self)
+{
+    while (self->pend_head < self->pend_tail) {
+        uint32_t idx = self->pending[self->pend_head++];
+        if (idx < self->ntasks && self->tasks[idx].state == JM_TASK_PENDING)
+            return idx;
+    }
+    self->pend_head = self->pend_tail = 0;
+    return -1;
+}
+
+bool
+jm_csub_has_pending (jm_csub_t *self)
+{
+    while (self->pend_head < self->pend_tail) {
+        uint32_t idx = self->pending[self->pend_head];
+        if (idx < self->ntasks && self->tasks[idx].state == JM_TASK_PENDING)
+            return true;
+        self->pend_head++;
+    }
+    return false;
+}
+
+/* ---------------------------------------------------------------- SQL */
+
+static const char *s_schema =
+    "CREATE TABLE IF NOT EXISTS submissions ("
+    "  id TEXT PRIMARY KEY, created INTEGER NOT NULL, work_base TEXT NOT NULL,"
+    "  group_size INTEGER NOT NULL, para_deg INTEGER NOT NULL, state TEXT NOT NULL,"
+    "  total INTEGER NOT NULL, bytes_sent INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS tasks ("
+    "  sub_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL,"
+    "  command TEXT NOT NULL, outlog TEXT NOT NULL, errlog TEXT NOT NULL,"
+    "  backward TEXT NOT NULL, state TEXT NOT NULL, exit_code INTEGER NOT NULL DEFAULT 0,"
+    "  reason TEXT NOT NULL DEFAULT '', site TEXT NOT NULL DEFAULT '',"
+    "  job_id INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (sub_id, idx));"
+    "CREATE TABLE IF NOT EXISTS task_files ("
+    "  sub_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL,"
+    "  hash TEXT NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS task_files_sub ON task_files (sub_id, idx);"
+    "CREATE TABLE IF NOT EXISTS common_files ("
+    "  sub_id TEXT NOT NULL, path TEXT NOT NULL, hash TEXT NOT NULL,"
+    "  size INTEGER NOT NULL, mode INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS common_files_sub ON common_files (sub_id);"
+    "CREATE TABLE IF NOT EXISTS backward_common (sub_id TEXT NOT NULL, pattern TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS backward_common_sub ON backward_common (sub_id);"
+    "CREATE TABLE IF NOT EXISTS jobs ("
+    "  id INTEGER PRIMARY KEY, sub_id TEXT NOT NULL, site TEXT NOT NULL,"
+    "  state TEXT NOT NULL, created INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS sites ("
+    "  name TEXT PRIMARY KEY, pubkey TEXT NOT NULL, scheduler TEXT NOT NULL,"
+    "  slots INTEGER NOT NULL, host TEXT NOT NULL, state TEXT NOT NULL,"
+    "  last_seen INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS files (hash TEXT PRIMARY KEY, size INTEGER NOT NULL);";
+
+int
+jm_coord_db_init (jm_db_t *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = jm_db_stmt (db, "PRAGMA user_version");
+    if (!st || sqlite3_step (st) != SQLITE_ROW)
+        return jm_err (err, errlen, "cannot read schema version: %s", jm_db_errmsg (db));
+    int version = sqlite3_column_int (st, 0);
+    sqlite3_reset (st);
+    if (version > JM_COORD_SCHEMA_VERSION)
+        return jm_err (err, errlen,
+                       "state database has schema version %d, this jobman-coord knows %d: "
+                       "upgrade jobman",
+                       version, JM_COORD_SCHEMA_VERSION);
+    bool was_in_tx = jm_db_in_tx (db);
+    if (!was_in_tx && jm_db_exec (db, "BEGIN", err, errlen))
+        return -1;
+    char sql[64];
+    snprintf (sql, sizeof sql, "PRAGMA user_version=%d", JM_COORD_SCHEMA_VERSION);
+    if (jm_db_exec (db, s_schema, err, errlen) || jm_db_exec (db, sql, err, errlen)) {
+        if (!was_in_tx)
+            jm_db_exec (db, "ROLLBACK", NULL, 0);
+        return -1;
+    }
+    if (!was_in_tx && jm_db_exec (db, "COMMIT", err, errlen))
+        return -1;
+    return 0;
+}
+
+static char *
+s_join (const jm_strs_t *list)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < list->n; i++)
+        len += strlen (list->v[i]) + 1;
+    char *out = malloc (len);
+    assert (out);
+    char *p = out;
+    for (size_t i = 0; i < list->n; i++) {
+        if (i)
+            *p++ = '\n';
+        size_t l = strlen (list->v[i]);
+        memcpy (p, list->v[i], l);
+        p += l;
+    }
+    *p = 0;
+    return out;
+}
+
+static void
+s_split (jm_strs_t *list, const char *text)
+{
+    if (!text || !*text)
+        return;
+    const char *p = text;
+    while (true) {
+        const char *nl = strchr (p, '\n');
+        size_t l = nl ? (size_t)(nl - p) : strlen (p);
+        char *s = strndup (p, l);
+        jm_strs_push (list, s);
+        free (s);
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+}
+
+#define BIND_TEXT(st, i, s) sqlite3_bind_text (st, i, (s) ? (s) : "", -1, SQLITE_STATIC)
+
+static int
+s_step_done (jm_db_t *db, sqlite3_stmt *st, char *err, size_t errlen, const char *what)
+{
+    int rc = sqlite3_step (st);
+    if (rc != SQLITE_DONE) {
+        jm_err (err, errlen, "cannot write %s to the state database: %s", what, jm_db_errmsg (db));
+        sqlite3_reset (st);
+        return -1;
+    }
+    sqlite3_reset (st);
+    return 0;
+}
+
+int
+jm_coord_db_insert_sub (jm_db_t *db, const jm_csub_t *sub, char *err, size_t errlen)
+{
+    if (jm_db_begin (db))
+        return jm_err (err, errlen, "cannot begin a transaction: %s", jm_db_errmsg (db));
+    sqlite3_stmt *st = jm_db_stmt (db, "INSERT INTO submissions (id, created, work_base, "
+                                       "group_size, para_deg, state, total, bytes_sent) "
+                                       "VALUES (?,?,?,?,?,?,?,?)");
+    if (!st)
+        return jm_err (err, errlen, "cannot prepare: %s", jm_db_errmsg (db));
+    BIND_TEXT (st, 1, sub->id);
+    sqlite3_bind_int64 (st, 2, sub->created);
+    BIND_TEXT (st, 3, sub->work_base);
+    sqlite3_bind_int64 (st, 4, (int64_t)sub->group_size);
+    sqlite3_bind_int64 (st, 5, (int64_t)sub->para_deg);
+    BIND_TEXT (st, 6, jm_sub_state_name (sub->state));
+    sqlite3_bind_int64 (st, 7, (int64_t)sub->ntasks);
+    sqlite3_bind_int64 (st, 8, (int64_t)sub->bytes_sent);
+    if (s_step_done (db, st, err, errlen, "submission"))
+        return -1;
+
+    st = jm_db_stmt (db, "INSERT INTO common_files (sub_id, path, hash, size, mode) "
+                         "VALUES (?,?,?,?,?)");
+    if (!st)
+        return jm_err (err, errlen, "cannot prepare: %s", jm_db_errmsg (db));
+    for (size_t i = 0; i < sub->common.n; i++) {
+        const jm_wfile_t *f = &sub->common.v[i];
+        BIND_TEXT (st, 1, sub->id);
+        BIND_TEXT (st, 2, f->path);
+        BIND_TEXT (st, 3, f->hash);
+        sqlite3_bind_int64 (st, 4, (int64_t)f->size);
+        sqlite3_bind_int64 (st, 5, f->mode);
+        if (s_step_done (db, st, err, errlen, "common file"))
+            return -1;
+    }
+    st = jm_db_stmt (db, "INSERT INTO backward_common (sub_id, pattern) VALUES (?,?)");
+    if (!st)
+        return jm_err (err, errlen, "cannot prepare: %s", jm_db_errmsg (db));
+    for (size_t i = 0; i < sub->backward_common.n; i++) {
+        BIND_TEXT (st, 1, sub->id);
+        BIND_TEXT (st, 2, sub->backward_common.v[i]);
+        if (s_step_done (db, st, err, errlen, "backward common pattern"))
+            return -1;
+    }
+    sqlite3_stmt *ts = jm_db_stmt (db, "INSERT INTO tasks (sub_id, idx, path, command, outlog, "
+                                       "errlog, backward, state, exit_code, reason, site, "
+                                       "job_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+    sqlite3_stmt *fs = jm_db_stmt (db, "INSERT INTO task_files (sub_id, idx, path, hash, size, "
+                                       "mode) VALUES (?,?,?,?,?,?)");
+    if (!ts || !fs)
+        return jm_err (err, errlen, "cannot prepare: %s", jm_db_errmsg (db));
+    for (size_t i = 0; i < sub->ntasks; i++) {
+        const jm_ctask_t *t = &sub->tasks[i];
+        char *backward = s_join (&t->backward);
+        sqlite3_reset (ts);
+        sqlite3_clear_bindings (ts);
+        BIND_TEXT (ts, 1, sub->id);
+        sqlite3_bind_int64 (ts, 2, t->idx);
+        BIND_TEXT (ts, 3, t->path);
+        BIND_TEXT (ts, 4, t->command);
+        BIND_TEXT (ts, 5, t->outlog);
+        BIND_TEXT (ts, 6, t->errlog);
+        BIND_TEXT (ts, 7, backward);
+        BIND_TEXT (ts, 8, jm_task_state_name (t->state));
+        sqlite3_bind_int64 (ts, 9, t->exit_code);
+        BIND_TEXT (ts, 10, t->reason);
+        BIND_TEXT (ts, 11, t->site);
+        sqlite3_bind_int64 (ts, 12, (int64_t)t->job_id);
+        int rc = s_step_done (db, ts, err, errlen, "task");
+        free (backward);
+        if (rc)
+            return -1;
+        for (size_t j = 0; j < t->forward.n; j++) {
+            const jm_wfile_t *f = &t->forward.v[j];
+            BIND_TEXT (fs, 1, sub->id);
+            sqlite3_bind_int64 (fs, 2, t->idx);
+            BIND_TEXT (fs, 3, f->path);
+            BIND_TEXT (fs, 4, f->hash);
+            sqlite3_bind_int64 (fs, 5, (int64_t)f->size);
+            sqlite3_bind_int64 (fs, 6, f->mode);
+            if (s_step_done (db, fs, err, errlen, "task file"))
+                return -1;
+        }
+    }
+    return 0;
+}
+
+static const char *
+s_col (sqlite3_stmt *st, int i)
+{
+    const char *s = (const char *)sqlite3_column_text (st, i);
+    return s ? s : "";
+}
+
+int
+jm_coord_db_load (jm_db_t *db, zlist_t *list, char *err, size_t errlen)
+{
+    sqlite3_stmt *ss = jm_db_stmt (db, "SELECT id, created, work_base, group_size, para_deg, "
+                                       "state, total, bytes_sent FROM submissions "
+                                       "ORDER BY created, rowid");
+    if (!ss)
+        return jm_err (err, errlen, "cannot read submissions: %s", jm_db_errmsg (db));
+    int rc;
+    zlist_t *subs = zlist_new ();
+    while ((rc = sqlite3_step (ss)) == SQLITE_ROW) {
+        int64_t total = sqlite3_column_int64 (ss, 6);
+        if (total < 0 || total > 100000000)
+            total = 0;
+        jm_csub_t *sub = jm_csub_new (s_col (ss, 0), sqlite3_column_int64 (ss, 1), s_col (ss, 2),
+                                      (uint64_t)sqlite3_column_int64 (ss, 3),
+                                      (uint64_t)sqlite3_column_int64 (ss, 4), (size_t)total);
+        int st = jm_sub_state_from_name (s_col (ss, 5));
+        sub->state = st < 0 ? JM_SUB_ACTIVE : (jm_sub_state_t)st;
+        sub->bytes_sent = (uint64_t)sqlite3_column_int64 (ss, 7);
+        zlist_append (subs, sub);
+    }
+    sqlite3_reset (ss);
+    if (rc != SQLITE_DONE) {
+        jm_err (err, errlen, "cannot read submissions: %s", jm_db_errmsg (db));
+        goto fail;
+    }
+    for (jm_csub_t *sub = zlist_first (subs); sub; sub = zlist_next (subs)) {
+        sqlite3_stmt *ts = jm_db_stmt (db, "SELECT idx, path, command, outlog, errlog, backward, "
+                                           "state, exit_code, reason, site, job_id FROM tasks "
+                                           "WHERE sub_id = ? ORDER BY idx");
+        if (!ts)
+            goto fail_db;
+        BIND_TEXT (ts, 1, sub->id);
+        while ((rc = sqlite3_step (ts)) == SQLITE_ROW) {
+            int64_t idx = sqlite3_column_int64 (ts, 0);
+            if (idx < 0 || (size_t)idx >= sub->ntasks) {
+                jm_warn ("state database: submission %s has stray task %lld; ignored", sub->id,
+                         (long long)idx);
+                continue;
+            }
+            jm_ctask_t *t = &sub->tasks[idx];
+            t->path = s_dup (s_col (ts, 1));
+            t->command = s_dup (s_col (ts, 2));
+            t->outlog = s_dup (s_col (ts, 3));
+            t->errlog = s_dup (s_col (ts, 4));
+            s_split (&t->backward, s_col (ts, 5));
+            int state = jm_task_state_from_name (s_col (ts, 6));
+            t->state = state < 0 ? JM_TASK_FAILED : (jm_task_state_t)state;
+            t->exit_code = sqlite3_column_int64 (ts, 7);
+            t->reason = s_dup (s_col (ts, 8));
+            t->site = s_dup (s_col (ts, 9));
+            t->job_id = (uint64_t)sqlite3_column_int64 (ts, 10);
+        }
+        sqlite3_reset (ts);
+        if (rc != SQLITE_DONE)
+            goto fail_db;
+        /* tasks missing from the table would have NULL strings */
+        for (size_t i = 0; i < sub->ntasks; i++) {
+            jm_ctask_t *t = &sub->tasks[i];
+            if (!t->path) {
+                jm_warn ("state database: submission %s lacks task %zu; marked FAILED", sub->id, i);
+                t->path = s_dup ("");
+                t->command = s_dup ("");
+                t->outlog = s_dup ("");
+                t->errlog = s_dup ("");
+                t->reason = s_dup ("task missing from the state database");
+                t->site = s_dup ("");
+                t->state = JM_TASK_FAILED;
+            }
+        }
+        sqlite3_stmt *fs = jm_db_stmt (db, "SELECT idx, path, hash, size, mode FROM task_files "
+                                           "WHERE sub_id = ? ORDER BY idx, rowid");
+        if (!fs)
+            goto fail_db;
+        BIND_TEXT (fs, 1, sub->id);
+        while ((rc = sqlite3_step (fs)) == SQLITE_ROW) {
+            int64_t idx = sqlite3_column_int64 (fs, 0);
+            if (idx < 0 || (size_t)idx >= sub->ntasks)
+                continue;
+            jm_wfiles_push (&sub->tasks[idx].forward, s_col (fs, 1), s_col (fs, 2),
+                            (uint64_t)sqlite3_column_int64 (fs, 3),
+                            (uint32_t)sqlite3_column_int64 (fs, 4));
+        }
+        sqlite3_reset (fs);
+        if (rc != SQLITE_DONE)
+            goto fail_db;
+        sqlite3_stmt *cs = jm_db_stmt (db, "SELECT path, hash, size, mode FROM common_files "
+                                           "WHERE sub_id = ? ORDER BY rowid");
+        if (!cs)
+            goto fail_db;
+        BIND_TEXT (cs, 1, sub->id);
+        while ((rc = sqlite3_step (cs)) == SQLITE_ROW)
+            jm_wfiles_push (&sub->common, s_col (cs, 0), s_col (cs, 1),
+                            (uint64_t)sqlite3_column_int64 (cs, 2),
+                            (uint32_t)sqlite3_column_int64 (cs, 3));
+        sqlite3_reset (cs);
+        if (rc != SQLITE_DONE)
+            goto fail_db;
+        sqlite3_stmt *bs = jm_db_stmt (db, "SELECT pattern FROM backward_common WHERE sub_id = ? "
+                                           "ORDER BY rowid");
+        if (!bs)
+            goto fail_db;
+        BIND_TEXT (bs, 1, sub->id);
+        while ((rc = sqlite3_step (bs)) == SQLITE_ROW)
+            jm_strs_push (&sub->backward_common, s_col (bs, 0));
+        sqlite3_reset (bs);
+        if (rc != SQLITE_DONE)
+            goto fail_db;
+        jm_csub_recount (sub);
+    }
+    for (jm_csub_t *sub = zlist_pop (subs); sub; sub = zlist_pop (subs))
+        zlist_append (list, sub);
+    zlist_destroy (&subs);
+    return 0;
+fail_db:
+    jm_err (err, errlen, "cannot read tasks: %s", jm_db_errmsg (db));
+fail:
+    for (jm_csub_t *sub = zlist_pop (subs); sub; sub = zlist_pop (subs))
+        jm_csub_destroy (&sub);
+    zlist_destroy (&subs);
+    return -1;
+}
+
+static int
+s_write (jm_db_t *db, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step (st);
+    sqlite3_reset (st);
+    if (rc != SQLITE_DONE) {
+        jm_error ("cannot write %s to the state database: %s", what, jm_db_errmsg (db));
+        return -1;
+    }
+    return 0;
+}
+
+int
+jm_coord_db_task_update (jm_db_t *db, const jm_csub_t *sub, const jm_ctask_t *task)
+{
+    if (jm_db_begin (db))
+        return -1;
+    sqlite3_stmt *st = jm_db_stmt (db, "UPDATE tasks SET state = ?, exit_code = ?, reason = ?, "
+                                       "site = ?, job_id = ? WHERE sub_id = ? AND idx = ?");
+    if (!st)
+        return -1;
+    BIND_TEXT (st, 1, jm_task_state_name (task->state));
+    sqlite3_bind_int64 (st, 2, task->exit_code);
+    BIND_TEXT (st, 3, task->reason);
+    BIND_TEXT (st, 4, task->site);
+    sqlite3_bind_int64 (st, 5, (int64_t)task->job_id);
+    BIND_TEXT (st, 6, sub->id);
+    sqlite3_bind_int64 (st, 7, task->idx);
+    return s_write (db, st, "task state");
+}
+
+int
+jm_coord_db_sub_update (jm_db_t *db, const jm_csub_t *sub)
+{
+    if (jm_db_begin (db))
+        return -1;
+    sqlite3_stmt *st = jm_db_stmt (db, "UPDATE submissions SET state = ?, bytes_sent = ? "
+                                       "WHERE id = ?");
+    if (!st)
+        return -1;
+    BIND_TEXT (st, 1, jm_sub_state_name (sub->state));
+    sqlite3_bind_int64 (st, 2, (int64_t)sub->bytes_sent);
+    BIND_TEXT (st, 3, sub->id);
+    return s_write (db, st, "submission state");
+}
+
+int
+jm_coord_db_job_insert (jm_db_t *db, uint64_t job_id, const char *sub_id, const char *site,
+                        const char *state, int64_t created)
+{
+    if (jm_db_begin (db))
+        return -1;
+    sqlite3_stmt *st = jm_db_stmt (db, "INSERT INTO jobs (id, sub_id, site, state, created) "
+                                       "VALUES (?,?,?,?,?)");
+    if (!st)
+        return -1;
+    sqlite3_bind_int64 (st, 1, (int64_t)job_id);
+    BIND_TEXT (st, 2, sub_id);
+    BIND_TEXT (st, 3, site);
+    BIND_TEXT (st, 4, state);
+    sqlite3_bind_int64 (st, 5, created);
+    return s_write (db, st, "job");
+}
+
+int
+jm_coord_db_job_state (jm_db_t *db, uint64_t job_id, const char *state)
+{
+    if (jm_db_begin (db))
+        return -1;
+    sqlite3_stmt *st = jm_db_stmt (db, "UPDATE jobs SET state = ? WHERE id = ?");
+    if (!st)
+        return -1;
+    BIND_TEXT (st, 1, state);
+    sqlite3_bind_int64 (st, 2, (int64_t)job_id);
+    return s_write (db, st, "job state");
+}
+
+int
+jm_coord_db_jobs_abandon (jm_db_t *db, const char *state)
+{
+    if (jm_db_begin (db))
+        return -1;
+    sqlite3_stmt *st = jm_db_stmt (db, "UPDATE jobs SET state = ? WHERE state NOT IN "
+                                       "('DONE', 'FAILED', 'CANCELLED', 'ABANDONED')");
+    if (!st)
+        return -1;
+    BIND_TEXT (st, 1, state);
+    return s_write (db, st, "job states");
+}
+
+uint64_t
+jm_coord_db_max_job_id (jm_db_t *db)
+{
+    sqlite3_stmt *st = jm_db_stmt (db, "SELECT COALESCE (MAX (id), 0) FROM jobs");
+    if (!st)
+        return 0;
+    uint64_t id = 0;
+    if (sqlite3_step (st) == SQLITE_ROW)
+        id = (uint64_t)sqlite3_column_int64 (st, 0);
+    sqlite3_reset (st);
+    return id;
+}
+
+int
+jm_coord_db_site_upsert (jm_db_t *db, const char *name, const char *pubkey, const char *scheduler,
+                         uint64_t slots, const char *host, const char *state, int64_t last_seen)
+{
+    if (jm_db_begin (db))
+        return -1;
+    sqlite3_stmt *st = jm_db_stmt (
+        db, "INSERT INTO sites (name, pubkey, scheduler, slots, host, state, last_seen) "
+            "VALUES (?,?,?,?,?,?,?) ON CONFLICT (name) DO UPDATE SET pubkey = excluded.pubkey, "
+            "scheduler = excluded.scheduler, slots = excluded.slots, host = excluded.host, "
+            "state = excluded.state, last_seen = excluded.last_seen");
+    if (!st)
+        return -1;
+    BIND_TEXT (st, 1, name);
+    BIND_TEXT (st, 2, pubkey);
+    BIND_TEXT (st, 3, scheduler);
+    sqlite3_bind_int64 (st, 4, (int64_t)slots);
+    BIND_TEXT (st, 5, host);
+    BIND_TEXT (st, 6, state);
+    sqlite3_bind_int64 (st, 7, last_seen);
+    return s_write (db, st, "site");
+}
+
+int
+jm_coord_db_site_state (jm_db_t *db, const char *name, const char *state, int64_t last_seen)
+{
+    if (jm_db_begin (db))
+        return -1;
+    sqlite3_stmt *st = jm_db_stmt (db, "UPDATE sites SET state = ?, last_seen = ? WHERE name = ?");
+    if (!st)
+        return -1;
+    BIND_TEXT (st, 1, state);
+    sqlite3_bind_int64 (st, 2, last_seen);
+    BIND_TEXT (st, 3, name);
+    return s_write (db, st, "site state");
+}
