@@ -333,7 +333,7 @@ jm_msg_destroy (jm_msg_t **self_p)
         return;
     for (int i = 0; i < JM_FLD_COUNT; i++)
         if (s_fields[i].kind != K_BIN)
-            free_value (s_fields[i].kind, (char *)self + s_fields[i].off);
+            free_value (field_kind (i), (char *)self + s_fields[i].off);
     free (self->data);
     free (self);
     *self_p = NULL;
