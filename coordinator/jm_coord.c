@@ -1501,19 +1501,21 @@ s_coord_new (const char *home, const char *bind_override, int *exit_p)
     char *ep = s_connect_endpoint (bind, port);
     char text[1100];
     int len = snprintf (text, sizeof text, "%s\n", ep);
-    free (ep);
-    if (jm_write_file_atomic (self->endpoint_file, text, (size_t)len, 0600, err, sizeof err) != 0) {
-        jm_error ("%s", err);
-        goto fail;
+    int rc = jm_write_file_atomic (self->endpoint_file, text, (size_t)len, 0600, err, sizeof err);
+    if (rc == 0) {
+        len = snprintf (text, sizeof text, "%d\n", (int)getpid ());
+        rc = jm_write_file_atomic (self->pid_file, text, (size_t)len, 0600, err, sizeof err);
+        if (rc != 0)
+            unlink (self->endpoint_file);
     }
-    len = snprintf (text, sizeof text, "%d\n", (int)getpid ());
-    if (jm_write_file_atomic (self->pid_file, text, (size_t)len, 0600, err, sizeof err) != 0) {
-        unlink (self->endpoint_file);
+    if (rc != 0) {
+        free (ep);
         jm_error ("%s", err);
         goto fail;
     }
     self->files_written = true;
-    jm_info ("listening on %s (clients connect to %.*s), home %s", bind, len, text, home);
+    jm_info ("listening on %s (clients connect to %s), home %s", bind, ep, home);
+    free (ep);
 
     self->loop = zloop_new ();
     zloop_reader (self->loop, self->router, s_on_router, self);
