@@ -27,6 +27,7 @@ typedef struct {
     uint64_t job_id;
     uint64_t next_offset; /* next byte to request */
     bool started;         /* at least one FETCH sent */
+    uint64_t gen;         /* tells this object from an earlier one of the same hash */
     peer_t *peer;
     void *handle; /* in peer->queue */
     jm_store_writer_t *writer;
@@ -38,6 +39,7 @@ typedef struct {
     char hash[JM_HASH_HEX];
     uint64_t offset;
     size_t len;
+    uint64_t gen; /* of the object it was sent for */
 } req_t;
 
 struct _peer_t {
@@ -57,6 +59,7 @@ struct _jm_xfer_t {
     zhashx_t *objects; /* hash -> obj_t * (owned, freed by hand) */
     zhashx_t *peers;   /* name -> peer_t * (owned) */
     uint64_t bytes_received;
+    uint64_t next_gen;
 };
 
 static void
@@ -214,6 +217,7 @@ s_pump (jm_xfer_t *self, const char *peer_name)
         memcpy (r->hash, o->hash, JM_HASH_HEX);
         r->offset = o->next_offset;
         r->len = len;
+        r->gen = o->gen;
         o->next_offset += len;
         char hash[JM_HASH_HEX];
         memcpy (hash, o->hash, JM_HASH_HEX);
@@ -273,6 +277,7 @@ jm_xfer_want (jm_xfer_t *self, const char *peer, const char *hash, uint64_t size
     memcpy (o->hash, hash, JM_HASH_HEX);
     o->size = size;
     o->job_id = job_id;
+    o->gen = ++self->next_gen;
     s_add_cookie (o, cookie);
     peer_t *p = s_peer (self, peer, true);
     o->peer = p;
@@ -286,6 +291,12 @@ static void
 s_on_chunk (jm_xfer_t *self, obj_t *o, const req_t *req, const jm_msg_t *msg)
 {
     char err[512];
+    if (msg->offset != req->offset) {
+        snprintf (err, sizeof err, "chunk at offset %" PRIu64 ", expected %" PRIu64, msg->offset,
+                  req->offset);
+        s_fail (self, o, "file %s from %s failed verification: %s", err);
+        return;
+    }
     if (msg->data_size != req->len) {
         snprintf (err, sizeof err, "chunk at offset %" PRIu64 " has %zu bytes, asked for %zu",
                   msg->offset, msg->data_size, req->len);
@@ -316,20 +327,26 @@ jm_xfer_on_message (jm_xfer_t *self, const char *peer, const jm_msg_t *msg)
     peer_t *p = s_peer (self, peer, false);
     req_t req;
     bool chunk = msg->id == JM_MSG_CHUNK;
-    if (!p || !s_take_req (p, msg->hash, msg->offset, !chunk, &req)) {
+    /* A CHUNK at an offset we did not ask for still answers the oldest
+       request for its hash (answers come in order); the object then
+       fails on the offset check instead of leaking a credit. */
+    if (!p || (!s_take_req (p, msg->hash, msg->offset, !chunk, &req) &&
+               !(chunk && s_take_req (p, msg->hash, 0, true, &req)))) {
         jm_warn ("ignoring unexpected %s for file %.64s offset %" PRIu64 " from %s",
                  chunk ? "CHUNK" : "NOFILE", msg->hash, msg->offset, peer);
         return 0;
     }
     obj_t *o = (obj_t *)zhashx_lookup (self->objects, msg->hash);
-    if (o && o->peer == p && o->writer) {
+    if (o && o->peer == p && o->writer && o->gen == req.gen) {
         if (chunk)
             s_on_chunk (self, o, &req, msg);
         else
             s_fail (self, o, "file %s from %s: %s",
                     msg->reason && *msg->reason ? msg->reason : "the peer does not have it");
     }
-    /* else: the answer to a request of an object that already failed */
+    /* else: the answer to a request of an object that already failed
+       (answers arrive in request order, so the oldest matching request
+       is the one answered) */
     s_pump (self, peer);
     return 0;
 }

@@ -50,6 +50,9 @@ typedef struct {
     /* optional tampering with a reply before it is fed back */
     void (*tamper) (jm_msg_t *reply, size_t nth);
     size_t replies;
+    /* optional: want a failed object once more from its done callback */
+    int retries;
+    uint64_t retry_size;
 } ctx_t;
 
 static char s_dir[] = "/tmp/jm_test_xfer_XXXXXX";
@@ -103,7 +106,6 @@ static void
 s_done (void *arg, const char *peer, const char *hash, int ok, const char *reason, void *cookie)
 {
     ctx_t *c = arg;
-    (void)peer;
     assert_true (c->ndone < 64);
     done_t *d = &c->done[c->ndone++];
     snprintf (d->hash, sizeof d->hash, "%s", hash);
@@ -114,6 +116,10 @@ s_done (void *arg, const char *peer, const char *hash, int ok, const char *reaso
         assert_null (reason);
     else
         assert_non_null (reason);
+    if (ok != 0 && c->retries > 0) {
+        c->retries--;
+        assert_int_equal (jm_xfer_want (c->xfer, peer, hash, c->retry_size, 1, cookie), 1);
+    }
 }
 
 /* Serve every FETCH on the wire (and those they cause) until none is left. */
@@ -341,6 +347,13 @@ s_grow_last (jm_msg_t *reply, size_t nth)
 }
 
 static void
+s_shift_first (jm_msg_t *reply, size_t nth)
+{
+    if (nth == 0)
+        reply->offset += 1;
+}
+
+static void
 s_shift_second (jm_msg_t *reply, size_t nth)
 {
     if (nth == 1)
@@ -378,10 +391,46 @@ test_corruption (void **state)
         s_assert_received (c, small, sdata, 1000);
         assert_int_equal (c->outstanding, 0);
         assert_int_equal (jm_xfer_pending (c->xfer), 0);
+        /* no credit was lost: the whole window is available again */
+        char more[JM_HASH_HEX];
+        unsigned char *mdata = s_put (c, 3 * MIB, 12, more);
+        c->tamper = NULL;
+        assert_int_equal (jm_xfer_want (c->xfer, "agent-1", more, 3 * MIB, 1, &cookie), 1);
+        assert_int_equal (c->outstanding, WINDOW);
+        s_run (c);
+        s_assert_received (c, more, mdata, 3 * MIB);
+        free (mdata);
         free (data);
         free (sdata);
         s_ctx_destroy (&c);
     }
+}
+
+/* A retry issued while chunks of the failed attempt are still on the way
+   must not be confused by them. */
+static void
+test_retry_after_failure (void **state)
+{
+    (void)state;
+    ctx_t *c = s_ctx ("retry");
+    char hash[JM_HASH_HEX];
+    unsigned char *data = s_put (c, 3 * MIB, 11, hash);
+    c->tamper = s_shift_first; /* fails the first attempt at its first chunk */
+    c->retries = 1;
+    c->retry_size = 3 * MIB;
+    int cookie;
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", hash, 3 * MIB, 1, &cookie), 1);
+    s_run (c);
+    assert_int_equal (c->ndone, 2);
+    assert_int_equal (c->done[0].ok, -1);
+    assert_int_equal (c->done[1].ok, 0);
+    assert_ptr_equal (c->done[1].cookie, &cookie);
+    s_assert_received (c, hash, data, 3 * MIB);
+    assert_int_equal (c->fetches, 6);
+    assert_true (c->max_outstanding <= WINDOW);
+    assert_int_equal (jm_xfer_pending (c->xfer), 0);
+    free (data);
+    s_ctx_destroy (&c);
 }
 
 static void
@@ -523,9 +572,13 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_sizes),      cmocka_unit_test (test_dedup_and_present),
-        cmocka_unit_test (test_corruption), cmocka_unit_test (test_wrong_size),
-        cmocka_unit_test (test_nofile),     cmocka_unit_test (test_peer_lost),
+        cmocka_unit_test (test_sizes),
+        cmocka_unit_test (test_dedup_and_present),
+        cmocka_unit_test (test_corruption),
+        cmocka_unit_test (test_wrong_size),
+        cmocka_unit_test (test_retry_after_failure),
+        cmocka_unit_test (test_nofile),
+        cmocka_unit_test (test_peer_lost),
         cmocka_unit_test (test_forget),
     };
     return cmocka_run_group_tests (tests, setup, teardown);
