@@ -832,8 +832,11 @@ jm_agent_run (const jm_agent_config_t *cfg)
     snprintf (path, sizeof path, "%s/agent.cert_secret", cfg->home);
     self->cert = jm_keys_load_secret (path, err, sizeof err);
     if (!self->cert) {
-        jm_error ("cannot use the agent key: %s (run 'jobman-agent init --home %s')", err,
-                  cfg->home);
+        if (access (path, F_OK) != 0)
+            jm_error ("cannot use the agent key: %s (run 'jobman-agent init --home %s')", err,
+                      cfg->home);
+        else
+            jm_error ("cannot use the agent key: %s", err);
         goto out;
     }
     zcert_t *coord = jm_keys_load_public (cfg->coordinator_cert, err, sizeof err);

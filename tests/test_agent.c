@@ -1,0 +1,581 @@
+/*  test_agent.c - the real agent loop (jm_agent_run in a thread) against a
+#define _GNU_SOURCE
+    minimal fake coordinator: a CURVE ROUTER on 127.0.0.1 with zauth. */
+#include "jm_agent.h"
+#include "jm_keys.h"
+#include "jm_path.h"
+#include "jm_proto.h"
+#include "jm_store.h"
+#include "jm_util.h"
+#include "jm_xfer.h"
+
+#include <cmocka.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <czmq.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define T_SLOTS 2
+
+typedef struct {
+    char tmp[256];
+    char home[300], allowed[300], coord_home[300], root[300], cstore_dir[300];
+    char endpoint[64], coord_cert[400];
+    zactor_t *auth;
+    zsock_t *router;
+    zframe_t *rid; /* the agent's routing id */
+    jm_store_t *cstore;
+    jm_agent_config_t cfg;
+    int stop[2];
+    pthread_t thread;
+    int agent_rc;
+    bool running;
+} s_fix_t;
+
+static void *
+s_agent_thread (void *arg)
+{
+    s_fix_t *f = arg;
+    f->agent_rc = jm_agent_run (&f->cfg);
+    return NULL;
+}
+
+/* Receives one message within timeout_ms (NULL on timeout); remembers the
+   routing id. */
+static jm_msg_t *
+s_recv (s_fix_t *f, int timeout_ms)
+{
+    zpoller_t *p = zpoller_new (f->router, NULL);
+    void *which = zpoller_wait (p, timeout_ms);
+    zpoller_destroy (&p);
+    if (!which)
+        return NULL;
+    zframe_t *rid = NULL;
+    char err[512];
+    int code;
+    jm_msg_t *m = jm_msg_recv (f->router, &rid, &code, NULL, err, sizeof err);
+    if (!m) {
+        fprintf (stderr, "fake coordinator: bad message: %s\n", err);
+        zframe_destroy (&rid);
+        return NULL;
+    }
+    zframe_destroy (&f->rid);
+    f->rid = rid;
+    return m;
+}
+
+static void
+s_send (s_fix_t *f, jm_msg_t *m)
+{
+    assert_non_null (f->rid);
+    assert_int_equal (jm_msg_send (&m, f->router, f->rid), 0);
+}
+
+/* Waits for a message of type id; serves FETCHes from the coordinator store
+   and answers HEARTBEATs meanwhile; other messages go to sink (may be NULL:
+   dropped). */
+typedef void (s_sink_fn) (void *arg, jm_msg_t *m);
+
+static jm_msg_t *
+s_expect (s_fix_t *f, jm_msg_id_t id, int timeout_ms, s_sink_fn *sink, void *arg)
+{
+    int64_t deadline = jm_now_ms () + timeout_ms;
+    while (jm_now_ms () < deadline) {
+        jm_msg_t *m = s_recv (f, (int)(deadline - jm_now_ms ()));
+        if (!m)
+            continue;
+        if (m->id == id)
+            return m;
+        if (m->id == JM_MSG_FETCH) {
+            s_send (f, jm_xfer_serve (f->cstore, m, NULL));
+            jm_msg_destroy (&m);
+        }
+        else if (m->id == JM_MSG_HEARTBEAT) {
+            s_send (f, jm_msg_new (JM_MSG_HEARTBEAT));
+            jm_msg_destroy (&m);
+        }
+        else if (sink)
+            sink (arg, m);
+        else
+            jm_msg_destroy (&m);
+    }
+    fail_msg ("timed out waiting for %s", jm_msg_name (id));
+    return NULL;
+}
+
+static void
+s_put (s_fix_t *f, const char *content, char hash[JM_HASH_HEX], uint64_t *size)
+{
+    char path[400], err[512];
+    snprintf (path, sizeof path, "%s/upload", f->tmp);
+    assert_int_equal (jm_write_file_atomic (path, content, strlen (content), 0644, err, sizeof err),
+                      0);
+    assert_int_equal (jm_store_import (f->cstore, path, hash, size, err, sizeof err), 0);
+}
+
+static void
+s_start_agent (s_fix_t *f)
+{
+    assert_int_equal (pipe (f->stop), 0);
+    f->cfg.stop_fd = f->stop[0];
+    assert_int_equal (pthread_create (&f->thread, NULL, s_agent_thread, f), 0);
+    f->running = true;
+}
+
+static void
+s_stop_agent (s_fix_t *f)
+{
+    if (!f->running)
+        return;
+    assert_int_equal (write (f->stop[1], "x", 1), 1);
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    ts.tv_sec += 15;
+    assert_int_equal (pthread_timedjoin_np (f->thread, NULL, &ts), 0);
+    f->running = false;
+    close (f->stop[0]);
+    close (f->stop[1]);
+}
+
+/* HELLO -> WELCOME -> CREDIT */
+static void
+s_handshake (s_fix_t *f, uint64_t hb)
+{
+    jm_msg_t *m = s_expect (f, JM_MSG_HELLO, 10000, NULL, NULL);
+    assert_int_equal (m->version, 1);
+    assert_string_equal (m->role, "agent");
+    assert_string_equal (m->name, "test-site");
+    assert_string_equal (m->scheduler, "shell");
+    assert_int_equal (m->slots, T_SLOTS);
+    assert_true (strlen (m->host) > 0);
+    jm_msg_destroy (&m);
+    m = jm_msg_new (JM_MSG_WELCOME);
+    m->heartbeat_ms = hb;
+    s_send (f, m);
+    m = s_expect (f, JM_MSG_CREDIT, 5000, NULL, NULL);
+    assert_int_equal (m->credit, T_SLOTS);
+    jm_msg_destroy (&m);
+}
+
+static int
+s_setup (void **state)
+{
+    s_fix_t *f = calloc (1, sizeof *f);
+    snprintf (f->tmp, sizeof f->tmp, "/tmp/jm_test_agent.XXXXXX");
+    assert_non_null (mkdtemp (f->tmp));
+    snprintf (f->home, sizeof f->home, "%s/ahome", f->tmp);
+    snprintf (f->allowed, sizeof f->allowed, "%s/allowed", f->tmp);
+    snprintf (f->coord_home, sizeof f->coord_home, "%s/chome", f->tmp);
+    snprintf (f->root, sizeof f->root, "%s/sites/root", f->tmp);
+    snprintf (f->cstore_dir, sizeof f->cstore_dir, "%s/chome/store", f->tmp);
+    char err[512];
+    assert_int_equal (mkdir (f->home, 0700), 0);
+    assert_int_equal (mkdir (f->allowed, 0700), 0);
+    assert_int_equal (mkdir (f->coord_home, 0700), 0);
+    assert_int_equal (jm_keys_create (f->home, "agent", err, sizeof err), 0);
+    assert_int_equal (jm_keys_create (f->coord_home, "coord", err, sizeof err), 0);
+    char src[400], dst[400];
+    snprintf (src, sizeof src, "%s/agent.cert", f->home);
+    snprintf (dst, sizeof dst, "%s/agent.cert", f->allowed);
+    char *cert = jm_read_file (src, NULL, err, sizeof err);
+    assert_non_null (cert);
+    assert_int_equal (jm_write_file_atomic (dst, cert, strlen (cert), 0644, err, sizeof err), 0);
+    free (cert);
+    snprintf (f->coord_cert, sizeof f->coord_cert, "%s/coord.cert", f->coord_home);
+
+    f->auth = zactor_new (zauth, NULL);
+    assert_int_equal (zstr_sendx (f->auth, "CURVE", f->allowed, NULL), 0);
+    assert_int_equal (zsock_wait (f->auth), 0);
+    char sec[400];
+    snprintf (sec, sizeof sec, "%s/coord.cert_secret", f->coord_home);
+    zcert_t *ccert = jm_keys_load_secret (sec, err, sizeof err);
+    assert_non_null (ccert);
+    f->router = zsock_new (ZMQ_ROUTER);
+    jm_curve_server (f->router, ccert);
+    zcert_destroy (&ccert);
+    int port = zsock_bind (f->router, "tcp://127.0.0.1:*");
+    assert_true (port > 0);
+    snprintf (f->endpoint, sizeof f->endpoint, "tcp://127.0.0.1:%d", port);
+    f->cstore = jm_store_new (f->cstore_dir, err, sizeof err);
+    assert_non_null (f->cstore);
+
+    f->cfg.home = f->home;
+    f->cfg.coordinator = f->endpoint;
+    f->cfg.coordinator_cert = f->coord_cert;
+    f->cfg.site = "test-site";
+    f->cfg.root = f->root;
+    f->cfg.scheduler = "shell";
+    f->cfg.slots = T_SLOTS;
+    f->cfg.heartbeat_ms = 1000;
+    f->cfg.stop_fd = -1;
+    *state = f;
+    return 0;
+}
+
+static int
+s_teardown (void **state)
+{
+    s_fix_t *f = *state;
+    s_stop_agent (f);
+    zframe_destroy (&f->rid);
+    zsock_destroy (&f->router);
+    zactor_destroy (&f->auth);
+    jm_store_destroy (&f->cstore);
+    char cmd[400];
+    snprintf (cmd, sizeof cmd, "rm -rf '%s'", f->tmp);
+    assert_int_equal (system (cmd), 0);
+    free (f);
+    return 0;
+}
+
+/* Collects what the agent reports about a job. */
+typedef struct {
+    char states[512]; /* "STAGING QUEUED RUNNING DONE " */
+    char state_reason[8192];
+    jm_msg_t *ends[16];
+    size_t nends;
+    size_t nstarted;
+} s_report_t;
+
+static void
+s_collect (void *arg, jm_msg_t *m)
+{
+    s_report_t *r = arg;
+    if (m->id == JM_MSG_JOB_STATE) {
+        strcat (r->states, m->state);
+        strcat (r->states, " ");
+        if (*m->reason)
+            snprintf (r->state_reason, sizeof r->state_reason, "%s", m->reason);
+    }
+    else if (m->id == JM_MSG_TASK_STARTED)
+        r->nstarted += m->ids.n;
+    else if (m->id == JM_MSG_TASK_END && r->nends < 16) {
+        r->ends[r->nends++] = m;
+        return;
+    }
+    jm_msg_destroy (&m);
+}
+
+static jm_msg_t *
+s_end_of (s_report_t *r, uint64_t task_id)
+{
+    for (size_t i = 0; i < r->nends; i++)
+        if (r->ends[i]->task_id == task_id)
+            return r->ends[i];
+    return NULL;
+}
+
+static const jm_wfile_t *
+s_file_of (const jm_msg_t *end, const char *path)
+{
+    for (size_t i = 0; i < end->files.n; i++)
+        if (strcmp (end->files.v[i].path, path) == 0)
+            return &end->files.v[i];
+    return NULL;
+}
+
+/* Waits for JOB_STATE <final>, then the CREDIT{1} that follows. */
+static void
+s_wait_job_end (s_fix_t *f, s_report_t *r, const char *final)
+{
+    int64_t deadline = jm_now_ms () + 30000;
+    while (!strstr (r->states, final) && jm_now_ms () < deadline) {
+        jm_msg_t *m = s_expect (f, JM_MSG_JOB_STATE, (int)(deadline - jm_now_ms ()), s_collect, r);
+        s_collect (r, m);
+    }
+    assert_non_null (strstr (r->states, final));
+    jm_msg_t *m = s_expect (f, JM_MSG_CREDIT, 5000, s_collect, r);
+    assert_int_equal (m->credit, 1);
+    jm_msg_destroy (&m);
+}
+
+/* Fetches a whole object from the agent. */
+static char *
+s_fetch (s_fix_t *f, const char *hash, size_t *len_p)
+{
+    jm_msg_t *m = jm_msg_new (JM_MSG_FETCH);
+    m->job_id = 1;
+    snprintf (m->hash, sizeof m->hash, "%s", hash);
+    m->offset = 0;
+    m->size = JM_XFER_CHUNK;
+    s_send (f, m);
+    m = s_expect (f, JM_MSG_CHUNK, 5000, NULL, NULL);
+    assert_string_equal (m->hash, hash);
+    char *data = malloc (m->data_size + 1);
+    memcpy (data, m->data, m->data_size);
+    data[m->data_size] = 0;
+    *len_p = m->data_size;
+    jm_msg_destroy (&m);
+    return data;
+}
+
+static jm_wtask_t *
+s_task (jm_msg_t *job, uint64_t id, const char *path, const char *cmd)
+{
+    jm_wtask_t *t = jm_wtasks_push (&job->tasks);
+    t->id = id;
+    t->path = strdup (path);
+    t->command = strdup (cmd);
+    t->outlog = strdup ("stdout");
+    t->errlog = strdup ("stderr");
+    return t;
+}
+
+static void
+test_job_round_trip (void **state)
+{
+    s_fix_t *f = *state;
+    s_start_agent (f);
+    s_handshake (f, 1000);
+
+    char h_common[JM_HASH_HEX], h_in[JM_HASH_HEX];
+    uint64_t sz_common, sz_in;
+    s_put (f, "common\n", h_common, &sz_common);
+    s_put (f, "input\n", h_in, &sz_in);
+
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 1;
+    jm_str_set (&job->sub_id, "sub-1");
+    job->para_deg = 2;
+    jm_wfiles_push (&job->common, "data/common.txt", h_common, sz_common, 0644);
+    jm_wtask_t *t = s_task (job, 11, "t1", "cat ../data/common.txt in.txt > out.dat");
+    jm_wfiles_push (&t->forward, "in.txt", h_in, sz_in, 0640);
+    jm_strs_push (&t->backward, "out.dat");
+    t = s_task (job, 12, "t2", "echo bad >&2; exit 3");
+    jm_strs_push (&t->backward, "*.none");
+    t = s_task (job, 13, "deep/t3", "echo three; cp sub/in.txt copy.txt; chmod 700 copy.txt");
+    jm_wfiles_push (&t->forward, "sub/in.txt", h_in, sz_in, 0644);
+    jm_strs_push (&t->backward, "copy.txt");
+    jm_strs_push (&t->backward, "missing.dat");
+    s_send (f, job);
+
+    s_report_t r = {0};
+    s_wait_job_end (f, &r, "DONE");
+    assert_non_null (strstr (r.states, "STAGING QUEUED "));
+    assert_int_equal (r.nends, 3);
+    assert_int_equal (r.nstarted, 3);
+
+    jm_msg_t *e1 = s_end_of (&r, 11), *e2 = s_end_of (&r, 12), *e3 = s_end_of (&r, 13);
+    assert_non_null (e1);
+    assert_non_null (e2);
+    assert_non_null (e3);
+    assert_int_equal (e1->exit_code, 0);
+    assert_int_equal (e2->exit_code, 3);
+    assert_int_equal (e3->exit_code, 0);
+    assert_string_equal (e1->reason, "");
+    assert_string_equal (e2->reason, ""); /* a glob matching nothing is fine */
+    assert_non_null (strstr (e3->reason, "backward file 'missing.dat' not found"));
+
+    /* task 1: out.dat then stdout, stderr */
+    assert_int_equal (e1->files.n, 3);
+    assert_string_equal (e1->files.v[0].path, "out.dat");
+    assert_string_equal (e1->files.v[1].path, "stdout");
+    assert_string_equal (e1->files.v[2].path, "stderr");
+    assert_int_equal (e1->files.v[0].size, strlen ("common\ninput\n"));
+    assert_string_equal (e1->files.v[2].hash, JM_HASH_EMPTY);
+    size_t len;
+    char *data = s_fetch (f, e1->files.v[0].hash, &len);
+    assert_string_equal (data, "common\ninput\n");
+    free (data);
+    /* task 2's errlog */
+    const jm_wfile_t *fe = s_file_of (e2, "stderr");
+    assert_non_null (fe);
+    data = s_fetch (f, fe->hash, &len);
+    assert_string_equal (data, "bad\n");
+    free (data);
+    /* task 3: copy.txt with its mode */
+    fe = s_file_of (e3, "copy.txt");
+    assert_non_null (fe);
+    assert_int_equal (fe->mode, 0700);
+    assert_string_equal (fe->hash, h_in);
+    fe = s_file_of (e3, "stdout");
+    assert_non_null (fe);
+    data = s_fetch (f, fe->hash, &len);
+    assert_string_equal (data, "three\n");
+    free (data);
+    /* forward file placed with its mode */
+    char path[600];
+    struct stat st;
+    snprintf (path, sizeof path, "%s/sub-1/t1/in.txt", f->root);
+    assert_int_equal (stat (path, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0640);
+    for (size_t i = 0; i < r.nends; i++)
+        jm_msg_destroy (&r.ends[i]);
+
+    /* an unknown object: NOFILE from us fails the job, naming task and file */
+    s_report_t r2 = {0};
+    job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 2;
+    jm_str_set (&job->sub_id, "sub-1");
+    job->para_deg = 1;
+    t = s_task (job, 21, "t21", "true");
+    jm_wfiles_push (&t->forward, "gone.bin",
+                    "0000000000000000000000000000000000000000000000000000000000000001", 10, 0644);
+    s_send (f, job);
+    s_wait_job_end (f, &r2, "FAILED");
+    assert_non_null (strstr (r2.state_reason, "task 21"));
+    assert_non_null (strstr (r2.state_reason, "gone.bin"));
+    assert_int_equal (r2.nends, 0);
+
+    /* a malformed frame does not hurt the agent */
+    zframe_send (&(zframe_t *){zframe_dup (f->rid)}, f->router, ZFRAME_MORE);
+    zstr_send (f->router, "garbage");
+    jm_msg_t *hb = jm_msg_new (JM_MSG_HEARTBEAT);
+    s_send (f, hb);
+    /* a cancel of an unknown job neither */
+    jm_msg_t *c = jm_msg_new (JM_MSG_CANCEL_JOB);
+    c->job_id = 777;
+    s_send (f, c);
+
+    /* a job that runs long is cancelled quickly */
+    s_report_t r3 = {0};
+    job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 3;
+    jm_str_set (&job->sub_id, "sub-1");
+    job->para_deg = 1;
+    s_task (job, 31, "t31", "sleep 100");
+    s_send (f, job);
+    jm_msg_t *m = s_expect (f, JM_MSG_TASK_STARTED, 10000, s_collect, &r3);
+    assert_int_equal (m->ids.n, 1);
+    assert_int_equal (m->ids.v[0], 31);
+    jm_msg_destroy (&m);
+    int64_t t0 = jm_now_ms ();
+    c = jm_msg_new (JM_MSG_CANCEL_JOB);
+    c->job_id = 3;
+    s_send (f, c);
+    s_wait_job_end (f, &r3, "DONE");
+    assert_true (jm_now_ms () - t0 < 5000);
+
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+}
+
+static void
+test_bad_paths_refused (void **state)
+{
+    s_fix_t *f = *state;
+    s_start_agent (f);
+    s_handshake (f, 1000);
+    char h[JM_HASH_HEX];
+    uint64_t sz;
+    s_put (f, "x\n", h, &sz);
+    struct {
+        const char *sub, *task, *fwd, *out;
+    } cases[] = {
+        {"sub-2", "../evil", "f.txt", "stdout"}, {"..", "t", "f.txt", "stdout"},
+        {"a/b", "t", "f.txt", "stdout"},         {"sub-2", "t", "../../evil", "stdout"},
+        {"sub-2", "t", "f.txt", "../evil.log"},  {"sub-2", "/tmp/evil", "f.txt", "stdout"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+        job->job_id = 100 + i;
+        jm_str_set (&job->sub_id, cases[i].sub);
+        job->para_deg = 1;
+        jm_wtask_t *t = s_task (job, 1000 + i, cases[i].task, "touch /tmp/jm_agent_pwned");
+        jm_wfiles_push (&t->forward, cases[i].fwd, h, sz, 0644);
+        free (t->outlog);
+        t->outlog = strdup (cases[i].out);
+        s_send (f, job);
+        s_report_t r = {0};
+        s_wait_job_end (f, &r, "FAILED");
+        assert_string_equal (r.states, "FAILED ");
+        assert_true (strlen (r.state_reason) > 0);
+        assert_int_equal (r.nends, 0);
+    }
+    char path[600];
+    struct stat st;
+    snprintf (path, sizeof path, "%s/sites/evil", f->tmp);
+    assert_int_not_equal (stat (path, &st), 0);
+    snprintf (path, sizeof path, "%s/sites/evil.log", f->tmp);
+    assert_int_not_equal (stat (path, &st), 0);
+    snprintf (path, sizeof path, "%s/sub-2", f->root);
+    assert_int_not_equal (stat (path, &st), 0);
+    assert_int_not_equal (stat ("/tmp/evil", &st), 0);
+    assert_int_not_equal (stat ("/tmp/jm_agent_pwned", &st), 0);
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+}
+
+/* Silence for 3 heartbeat intervals: the agent says HELLO again and, after
+   WELCOME, grants its free slots again. */
+static void
+test_heartbeat_and_rehello (void **state)
+{
+    s_fix_t *f = *state;
+    s_start_agent (f);
+    s_handshake (f, 100);
+    jm_msg_t *m = s_expect (f, JM_MSG_HEARTBEAT, 2000, NULL, NULL);
+    jm_msg_destroy (&m);
+    /* now stay silent: drain without answering */
+    int64_t t0 = jm_now_ms ();
+    jm_msg_t *hello = NULL;
+    while (!hello && jm_now_ms () - t0 < 5000) {
+        m = s_recv (f, 100);
+        if (m && m->id == JM_MSG_HELLO)
+            hello = m;
+        else
+            jm_msg_destroy (&m);
+    }
+    assert_non_null (hello);
+    assert_true (jm_now_ms () - t0 >= 200);
+    jm_msg_destroy (&hello);
+    m = jm_msg_new (JM_MSG_WELCOME);
+    m->heartbeat_ms = 1000;
+    s_send (f, m);
+    m = s_expect (f, JM_MSG_CREDIT, 3000, NULL, NULL);
+    assert_int_equal (m->credit, T_SLOTS);
+    jm_msg_destroy (&m);
+    /* ERROR 3 (coordinator forgot us) -> HELLO again */
+    m = jm_msg_new (JM_MSG_ERROR);
+    m->code = 3;
+    jm_str_set (&m->reason, "message before HELLO");
+    s_send (f, m);
+    m = s_expect (f, JM_MSG_HELLO, 3000, NULL, NULL);
+    jm_msg_destroy (&m);
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+}
+
+static void
+test_refuses_to_start (void **state)
+{
+    s_fix_t *f = *state;
+    jm_agent_config_t cfg = f->cfg;
+    cfg.site = "bad site";
+    assert_int_equal (jm_agent_run (&cfg), 2);
+    cfg = f->cfg;
+    cfg.scheduler = "nosuch";
+    assert_int_equal (jm_agent_run (&cfg), 2);
+    cfg = f->cfg;
+    cfg.coordinator_cert = "/nonexistent/coord.cert";
+    assert_int_equal (jm_agent_run (&cfg), 2);
+    char sec[400];
+    snprintf (sec, sizeof sec, "%s/agent.cert_secret", f->home);
+    assert_int_equal (chmod (sec, 0644), 0);
+    assert_int_equal (jm_agent_run (&f->cfg), 2);
+    assert_int_equal (chmod (sec, 0600), 0);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown (test_job_round_trip, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_bad_paths_refused, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_heartbeat_and_rehello, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_refuses_to_start, s_setup, s_teardown),
+    };
+    int rc = cmocka_run_group_tests (tests, NULL, NULL);
+    zsys_shutdown ();
+    return rc;
+}
