@@ -1,6 +1,6 @@
 /*  test_agent.c - the real agent loop (jm_agent_run in a thread) against a
-#define _GNU_SOURCE
     minimal fake coordinator: a CURVE ROUTER on 127.0.0.1 with zauth. */
+#define _GNU_SOURCE
 #include "jm_agent.h"
 #include "jm_keys.h"
 #include "jm_path.h"
@@ -9,11 +9,12 @@
 #include "jm_util.h"
 #include "jm_xfer.h"
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+/* cmocka needs the headers above first */
+#include <cmocka.h>
 
 #include <czmq.h>
 #include <pthread.h>

@@ -2,11 +2,12 @@
 #include "jm_jobscript.h"
 #include "jm_util.h"
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+/* cmocka needs the headers above first */
+#include <cmocka.h>
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -4,11 +4,12 @@
 #include "jm_sched.h"
 #include "jm_util.h"
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+/* cmocka needs the headers above first */
+#include <cmocka.h>
 
 #include <czmq.h>
 #include <signal.h>
