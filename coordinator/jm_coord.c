@@ -287,8 +287,9 @@ s_task_fail (coord_t *self, jm_ctask_t *t, const char *reason)
     if (t->results_left > 0)
         zlist_append (self->forget, t);
     jm_ctask_results_clear (t);
-    if (s_task_set (self, t, JM_TASK_FAILED) == 0)
+    if (jm_task_transition_ok (t->state, JM_TASK_FAILED))
         jm_info ("task %u (%s) of %s FAILED: %s", t->idx, t->path, t->sub->id, reason);
+    s_task_set (self, t, JM_TASK_FAILED);
 }
 
 /* ------------------------------------------------------------ dispatch */
@@ -395,10 +396,11 @@ s_task_finish_fetch (coord_t *self, jm_ctask_t *t)
     if (t->exit_code == 0 && (!t->reason || !*t->reason))
         s_task_set (self, t, JM_TASK_DONE);
     else {
-        if (s_task_set (self, t, JM_TASK_FAILED) == 0)
+        if (jm_task_transition_ok (t->state, JM_TASK_FAILED))
             jm_info ("task %u (%s) of %s FAILED: exit code %" PRId64 "%s%s", t->idx, t->path,
                      t->sub->id, t->exit_code, t->reason && *t->reason ? ": " : "",
                      t->reason ? t->reason : "");
+        s_task_set (self, t, JM_TASK_FAILED);
     }
 }
 

@@ -1,0 +1,713 @@
+/*  test_coord.c - the real coordinator loop (jm_coord_actor) on
+    tcp://127.0.0.1:* with CURVE and ZAP, driven by a client DEALER and a
+    fake agent DEALER speaking the wire protocol. */
+#include "jm_coord.h"
+#include "jm_keys.h"
+#include "jm_proto.h"
+#include "jm_sha256.h"
+#include "jm_state.h"
+#include "jm_store.h"
+
+#include <msgpack.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define TMO 5000
+
+static char s_tmp[256];
+static char s_home[300];
+static char s_wb[300];
+static char s_endpoint[256];
+static char s_server_pub[41];
+static zactor_t *s_coord;
+static jm_coord_args_t s_args;
+
+static void
+s_read_endpoint (void)
+{
+    char path[400];
+    snprintf (path, sizeof path, "%s/coord.endpoint", s_home);
+    FILE *f = fopen (path, "r");
+    assert_non_null (f);
+    assert_non_null (fgets (s_endpoint, sizeof s_endpoint, f));
+    fclose (f);
+    s_endpoint[strcspn (s_endpoint, "\n")] = 0;
+    assert_true (strncmp (s_endpoint, "tcp://127.0.0.1:", 16) == 0);
+}
+
+static void
+s_start_coord (void)
+{
+    s_args.home = s_home;
+    s_args.bind = "tcp://127.0.0.1:*";
+    s_coord = zactor_new (jm_coord_actor, &s_args);
+    assert_non_null (s_coord);
+    s_read_endpoint ();
+}
+
+static void
+s_stop_coord (void)
+{
+    zactor_destroy (&s_coord);
+    char path[400];
+    snprintf (path, sizeof path, "%s/coord.endpoint", s_home);
+    assert_int_not_equal (access (path, F_OK), 0); /* removed on exit */
+}
+
+static int
+group_setup (void **state)
+{
+    (void)state;
+    snprintf (s_tmp, sizeof s_tmp, "/tmp/jm_test_coord.XXXXXX");
+    if (!mkdtemp (s_tmp))
+        return -1;
+    snprintf (s_home, sizeof s_home, "%s/home", s_tmp);
+    snprintf (s_wb, sizeof s_wb, "%s/wb", s_tmp);
+    mkdir (s_wb, 0755);
+    char err[512];
+    if (jm_coord_init_home (s_home, "tcp://127.0.0.1:*", err, sizeof err) != 0) {
+        fprintf (stderr, "init: %s\n", err);
+        return -1;
+    }
+    /* a complete home is refused */
+    if (jm_coord_init_home (s_home, NULL, err, sizeof err) != 2)
+        return -1;
+    char path[400];
+    snprintf (path, sizeof path, "%s/agents", s_tmp);
+    mkdir (path, 0700);
+    if (jm_keys_create (path, "good", err, sizeof err) ||
+        jm_keys_create (path, "bad", err, sizeof err))
+        return -1;
+    snprintf (path, sizeof path, "%s/coord.cert", s_home);
+    zcert_t *c = jm_keys_load_public (path, err, sizeof err);
+    if (!c)
+        return -1;
+    snprintf (s_server_pub, sizeof s_server_pub, "%s", zcert_public_txt (c));
+    zcert_destroy (&c);
+    return 0;
+}
+
+static int
+group_teardown (void **state)
+{
+    (void)state;
+    zactor_destroy (&s_coord);
+    char cmd[400];
+    snprintf (cmd, sizeof cmd, "rm -rf '%s'", s_tmp);
+    return system (cmd) == 0 ? 0 : -1;
+}
+
+/* A CURVE DEALER using the secret cert at secret_path. */
+static zsock_t *
+s_dealer (const char *secret_path)
+{
+    char err[512];
+    zcert_t *own = jm_keys_load_secret (secret_path, err, sizeof err);
+    assert_non_null (own);
+    zsock_t *s = zsock_new (ZMQ_DEALER);
+    assert_non_null (s);
+    jm_curve_client (s, own, s_server_pub);
+    zcert_destroy (&own);
+    zsock_set_linger (s, 0);
+    zsock_set_rcvtimeo (s, TMO);
+    assert_int_equal (zsock_connect (s, "%s", s_endpoint), 0);
+    return s;
+}
+
+static zsock_t *
+s_client (void)
+{
+    char path[400];
+    snprintf (path, sizeof path, "%s/client.cert_secret", s_home);
+    return s_dealer (path);
+}
+
+static zsock_t *
+s_agent_sock (const char *which)
+{
+    char path[400];
+    snprintf (path, sizeof path, "%s/agents/%s.cert_secret", s_tmp, which);
+    return s_dealer (path);
+}
+
+static void
+s_send (zsock_t *s, jm_msg_t *msg)
+{
+    assert_int_equal (jm_msg_send (&msg, s, NULL), 0);
+}
+
+/* Next message (skipping HEARTBEAT), or NULL after timeout_ms. */
+static jm_msg_t *
+s_recv (zsock_t *s, int timeout_ms)
+{
+    zsock_set_rcvtimeo (s, timeout_ms);
+    while (true) {
+        char err[512];
+        int code = 0;
+        zpoller_t *p = zpoller_new (s, NULL);
+        void *which = zpoller_wait (p, timeout_ms);
+        zpoller_destroy (&p);
+        if (!which)
+            return NULL;
+        jm_msg_t *m = jm_msg_recv (s, NULL, &code, NULL, err, sizeof err);
+        if (!m) {
+            fprintf (stderr, "undecodable reply: %s\n", err);
+            return NULL;
+        }
+        if (m->id != JM_MSG_HEARTBEAT)
+            return m;
+        jm_msg_destroy (&m);
+    }
+}
+
+static jm_msg_t *
+s_expect (zsock_t *s, jm_msg_id_t id)
+{
+    jm_msg_t *m = s_recv (s, TMO);
+    if (!m)
+        fail_msg ("no %s within %d ms", jm_msg_name (id), TMO);
+    if (m->id != id)
+        fail_msg ("expected %s, got %s (%s)", jm_msg_name (id), jm_msg_name (m->id),
+                  m->reason ? m->reason : "");
+    return m;
+}
+
+static void
+s_hello (zsock_t *s, const char *role, const char *name)
+{
+    jm_msg_t *h = jm_msg_new (JM_MSG_HELLO);
+    h->version = JM_PROTO_VERSION;
+    jm_str_set (&h->role, role);
+    jm_str_set (&h->name, name);
+    jm_str_set (&h->scheduler, "shell");
+    h->slots = 1;
+    jm_str_set (&h->host, "testhost");
+    s_send (s, h);
+}
+
+static void
+s_credit (zsock_t *agent, uint64_t n)
+{
+    jm_msg_t *c = jm_msg_new (JM_MSG_CREDIT);
+    c->credit = n;
+    s_send (agent, c);
+}
+
+static void
+s_write (const char *path, const char *text)
+{
+    FILE *f = fopen (path, "w");
+    assert_non_null (f);
+    fputs (text, f);
+    fclose (f);
+}
+
+static char *
+s_slurp (const char *path)
+{
+    FILE *f = fopen (path, "r");
+    if (!f)
+        return NULL;
+    char *buf = calloc (1, 65536);
+    size_t n = fread (buf, 1, 65535, f);
+    buf[n] = 0;
+    fclose (f);
+    return buf;
+}
+
+/* STATUS for sub_id with detail; caller destroys. */
+static jm_msg_t *
+s_status (zsock_t *client, const char *sub_id)
+{
+    jm_msg_t *st = jm_msg_new (JM_MSG_STATUS);
+    jm_str_set (&st->sub_id, sub_id);
+    st->detail = sub_id && *sub_id;
+    s_send (client, st);
+    return s_expect (client, JM_MSG_STATUS_REPLY);
+}
+
+/* Wait until task idx of sub_id is in state want (or time out). */
+static jm_msg_t *
+s_wait_task (zsock_t *client, const char *sub_id, uint64_t idx, const char *want)
+{
+    for (int i = 0; i < 100; i++) {
+        jm_msg_t *r = s_status (client, sub_id);
+        assert_true (idx < r->tstats.n);
+        if (strcmp (r->tstats.v[idx].state, want) == 0)
+            return r;
+        jm_msg_destroy (&r);
+        zclock_sleep (50);
+    }
+    fail_msg ("task %" PRIu64 " of %s never became %s", idx, sub_id, want);
+    return NULL;
+}
+
+/* Answer the coordinator's FETCHes for one object (data) until it has it. */
+static void
+s_serve_fetches (zsock_t *agent, const char *hash, const char *data, size_t len)
+{
+    size_t served = 0;
+    while (served < len) {
+        jm_msg_t *f = s_expect (agent, JM_MSG_FETCH);
+        assert_string_equal (f->hash, hash);
+        assert_true (f->offset < len);
+        size_t n = len - f->offset < f->size ? len - f->offset : f->size;
+        jm_msg_t *c = jm_msg_new (JM_MSG_CHUNK);
+        memcpy (c->hash, hash, 65);
+        c->offset = f->offset;
+        jm_msg_set_data (c, data + f->offset, n);
+        served += n;
+        jm_msg_destroy (&f);
+        s_send (agent, c);
+    }
+}
+
+static char *
+s_submit_ok (zsock_t *client, jm_msg_t *sub, uint64_t total)
+{
+    s_send (client, sub);
+    jm_msg_t *r = s_expect (client, JM_MSG_SUBMITTED);
+    assert_int_equal (r->total, total);
+    char *id = strdup (r->sub_id);
+    jm_msg_destroy (&r);
+    return id;
+}
+
+static jm_wtask_t *
+s_task (jm_msg_t *sub, const char *path)
+{
+    jm_wtask_t *t = jm_wtasks_push (&sub->tasks);
+    t->id = sub->tasks.n - 1;
+    t->path = strdup (path);
+    t->command = strdup ("true");
+    t->outlog = strdup ("log");
+    t->errlog = strdup ("err");
+    return t;
+}
+
+static void
+test_submit_dispatch_fetch (void **state)
+{
+    (void)state;
+    s_start_coord ();
+    char err[512], path[600];
+    /* allow the agent while the coordinator runs: must take effect */
+    snprintf (path, sizeof path, "%s/agents/good.cert", s_tmp);
+    assert_int_equal (jm_coord_allow (s_home, path, "siteA", err, sizeof err), 0);
+    assert_int_equal (jm_coord_allow (s_home, path, "siteA", err, sizeof err), 0);
+    snprintf (path, sizeof path, "%s/agents/bad.cert", s_tmp);
+    assert_int_equal (jm_coord_allow (s_home, path, "siteA", err, sizeof err), -1);
+    assert_non_null (strstr (err, "different key"));
+    assert_int_equal (jm_coord_allow (s_home, path, "../x", err, sizeof err), -1);
+
+    zsock_t *client = s_client ();
+    s_hello (client, "client", "");
+    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
+    assert_true (w->heartbeat_ms > 0);
+    jm_msg_destroy (&w);
+
+    /* forward file into the coordinator's store, as the client does */
+    snprintf (path, sizeof path, "%s/t0", s_wb);
+    mkdir (path, 0755);
+    snprintf (path, sizeof path, "%s/t0/in.dat", s_wb);
+    const char *input = "hello input bytes\n";
+    s_write (path, input);
+    snprintf (path, sizeof path, "%s/store", s_home);
+    jm_store_t *store = jm_store_new (path, err, sizeof err);
+    assert_non_null (store);
+    char in_hash[JM_HASH_HEX];
+    uint64_t in_size = 0;
+    snprintf (path, sizeof path, "%s/t0/in.dat", s_wb);
+    assert_int_equal (jm_store_import (store, path, in_hash, &in_size, err, sizeof err), 0);
+    jm_store_destroy (&store);
+
+    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, s_wb);
+    sub->group_size = 1;
+    sub->para_deg = 1;
+    jm_wtask_t *t = s_task (sub, "t0");
+    jm_wfiles_push (&t->forward, "in.dat", in_hash, in_size, 0644);
+    jm_strs_push (&t->backward, "out.dat");
+    s_task (sub, "t1");
+    s_task (sub, "t2");
+    char *sub_id = s_submit_ok (client, sub, 3);
+
+    jm_msg_t *r = s_status (client, sub_id);
+    assert_int_equal (r->subs.n, 1);
+    assert_string_equal (r->subs.v[0].state, "ACTIVE");
+    assert_int_equal (r->subs.v[0].counts.n, JM_TASK_NSTATES);
+    assert_int_equal (r->subs.v[0].counts.v[JM_TASK_PENDING], 3);
+    assert_int_equal (r->tstats.n, 3);
+    assert_string_equal (r->tstats.v[1].path, "t1");
+    jm_msg_destroy (&r);
+
+    /* the allowed agent gets in; one credit -> exactly one job */
+    zsock_t *agent = s_agent_sock ("good");
+    s_hello (agent, "agent", "siteA");
+    w = s_expect (agent, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    s_credit (agent, 1);
+    jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
+    assert_string_equal (job->sub_id, sub_id);
+    assert_int_equal (job->para_deg, 1);
+    assert_int_equal (job->tasks.n, 1);
+    assert_string_equal (job->tasks.v[0].path, "t0");
+    assert_string_equal (job->tasks.v[0].command, "true");
+    assert_int_equal (job->tasks.v[0].forward.n, 1);
+    assert_string_equal (job->tasks.v[0].forward.v[0].hash, in_hash);
+    assert_int_equal (job->tasks.v[0].backward.n, 1);
+    uint64_t job_id = job->job_id, tid = job->tasks.v[0].id;
+    jm_msg_destroy (&job);
+    assert_null (s_recv (agent, 500)); /* no credit, no second job */
+
+    /* the agent fetches the forward file */
+    jm_msg_t *f = jm_msg_new (JM_MSG_FETCH);
+    f->job_id = job_id;
+    memcpy (f->hash, in_hash, 65);
+    f->offset = 0;
+    f->size = 1024 * 1024;
+    s_send (agent, f);
+    jm_msg_t *c = s_expect (agent, JM_MSG_CHUNK);
+    assert_int_equal (c->data_size, strlen (input));
+    assert_memory_equal (c->data, input, strlen (input));
+    jm_msg_destroy (&c);
+
+    jm_msg_t *js = jm_msg_new (JM_MSG_JOB_STATE);
+    js->job_id = job_id;
+    jm_str_set (&js->state, "RUNNING");
+    jm_str_set (&js->reason, "");
+    s_send (agent, js);
+    jm_msg_t *ts = jm_msg_new (JM_MSG_TASK_STARTED);
+    jm_u64s_push (&ts->ids, tid);
+    s_send (agent, ts);
+    r = s_wait_task (client, sub_id, 0, "RUNNING");
+    assert_string_equal (r->tstats.v[0].site, "siteA");
+    jm_msg_destroy (&r);
+
+    /* the task ends with a result file the coordinator must fetch */
+    const char *result = "the result of task zero\n";
+    char out_hash[JM_HASH_HEX];
+    jm_sha256_buf (result, strlen (result), out_hash);
+    jm_msg_t *te = jm_msg_new (JM_MSG_TASK_END);
+    te->task_id = tid;
+    te->exit_code = 0;
+    jm_str_set (&te->reason, "");
+    jm_wfiles_push (&te->files, "out.dat", out_hash, strlen (result), 0640);
+    jm_wfiles_push (&te->files, "log", JM_HASH_EMPTY, 0, 0644);
+    s_send (agent, te);
+    s_serve_fetches (agent, out_hash, result, strlen (result));
+    r = s_wait_task (client, sub_id, 0, "DONE");
+    assert_int_equal (r->tstats.v[0].exit_code, 0);
+    assert_int_equal (r->subs.v[0].bytes, strlen (input));
+    jm_msg_destroy (&r);
+    snprintf (path, sizeof path, "%s/t0/out.dat", s_wb);
+    char *got = s_slurp (path);
+    assert_non_null (got);
+    assert_string_equal (got, result);
+    free (got);
+    struct stat st;
+    assert_int_equal (stat (path, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0640);
+    snprintf (path, sizeof path, "%s/t0/log", s_wb);
+    assert_int_equal (stat (path, &st), 0);
+    assert_int_equal (st.st_size, 0);
+
+    js = jm_msg_new (JM_MSG_JOB_STATE);
+    js->job_id = job_id;
+    jm_str_set (&js->state, "DONE");
+    jm_str_set (&js->reason, "");
+    s_send (agent, js);
+
+    /* next credit: task 1 exits 2 -> FAILED with exit code 2 */
+    s_credit (agent, 1);
+    job = s_expect (agent, JM_MSG_JOB);
+    assert_string_equal (job->tasks.v[0].path, "t1");
+    te = jm_msg_new (JM_MSG_TASK_END);
+    te->task_id = job->tasks.v[0].id;
+    te->exit_code = 2;
+    jm_str_set (&te->reason, "");
+    s_send (agent, te);
+    jm_msg_destroy (&job);
+    r = s_wait_task (client, sub_id, 1, "FAILED");
+    assert_int_equal (r->tstats.v[1].exit_code, 2);
+    jm_msg_destroy (&r);
+
+    /* task 2 reports a result path outside its dir -> FAILED naming it */
+    s_credit (agent, 1);
+    job = s_expect (agent, JM_MSG_JOB);
+    assert_string_equal (job->tasks.v[0].path, "t2");
+    te = jm_msg_new (JM_MSG_TASK_END);
+    te->task_id = job->tasks.v[0].id;
+    te->exit_code = 0;
+    jm_str_set (&te->reason, "");
+    jm_wfiles_push (&te->files, "../escape", out_hash, strlen (result), 0644);
+    s_send (agent, te);
+    jm_msg_destroy (&job);
+    r = s_wait_task (client, sub_id, 2, "FAILED");
+    assert_non_null (strstr (r->tstats.v[2].reason, "../escape"));
+    assert_string_equal (r->subs.v[0].state, "FAILED");
+    jm_msg_destroy (&r);
+    snprintf (path, sizeof path, "%s/escape", s_wb);
+    assert_int_not_equal (access (path, F_OK), 0);
+
+    /* WATCH on a finished submission: one final PROGRESS */
+    jm_msg_t *wa = jm_msg_new (JM_MSG_WATCH);
+    jm_str_set (&wa->sub_id, sub_id);
+    s_send (client, wa);
+    jm_msg_t *p = s_expect (client, JM_MSG_PROGRESS);
+    assert_true (p->finished);
+    assert_string_equal (p->state, "FAILED");
+    assert_int_equal (p->counts.v[JM_TASK_DONE], 1);
+    assert_int_equal (p->counts.v[JM_TASK_FAILED], 2);
+    jm_msg_destroy (&p);
+
+    /* unknown submission -> ERROR 4 */
+    jm_msg_t *st4 = jm_msg_new (JM_MSG_STATUS);
+    jm_str_set (&st4->sub_id, "nope");
+    s_send (client, st4);
+    jm_msg_t *e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 4);
+    jm_msg_destroy (&e);
+
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+    free (sub_id);
+
+    /* state survives a restart */
+    s_stop_coord ();
+    s_start_coord ();
+    client = s_client ();
+    s_hello (client, "client", "");
+    w = s_expect (client, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    r = s_status (client, "");
+    assert_int_equal (r->subs.n, 1);
+    assert_string_equal (r->subs.v[0].state, "FAILED");
+    assert_int_equal (r->subs.v[0].counts.v[JM_TASK_DONE], 1);
+    jm_msg_destroy (&r);
+    zsock_destroy (&client);
+}
+
+static void
+test_watch_and_cancel (void **state)
+{
+    (void)state;
+    zsock_t *client = s_client ();
+    s_hello (client, "client", "");
+    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, s_wb);
+    sub->group_size = 2;
+    sub->para_deg = 2;
+    s_task (sub, "c0");
+    s_task (sub, "c1");
+    s_task (sub, "c2");
+    char *sub_id = s_submit_ok (client, sub, 3);
+
+    jm_msg_t *wa = jm_msg_new (JM_MSG_WATCH);
+    jm_str_set (&wa->sub_id, sub_id);
+    s_send (client, wa);
+    jm_msg_t *p = s_expect (client, JM_MSG_PROGRESS);
+    assert_false (p->finished);
+    assert_int_equal (p->total, 3);
+    jm_msg_destroy (&p);
+
+    zsock_t *agent = s_agent_sock ("good");
+    s_hello (agent, "agent", "siteA");
+    w = s_expect (agent, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    s_credit (agent, 1);
+    jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
+    assert_int_equal (job->tasks.n, 2); /* group_size 2 */
+    assert_string_equal (job->tasks.v[1].path, "c1");
+    uint64_t job_id = job->job_id;
+    jm_msg_destroy (&job);
+    /* the change is pushed to the watcher */
+    p = s_expect (client, JM_MSG_PROGRESS);
+    assert_int_equal (p->counts.v[JM_TASK_STAGING], 2);
+    jm_msg_destroy (&p);
+
+    jm_msg_t *cn = jm_msg_new (JM_MSG_CANCEL);
+    jm_str_set (&cn->sub_id, sub_id);
+    s_send (client, cn);
+    jm_msg_t *cj = s_expect (agent, JM_MSG_CANCEL_JOB);
+    assert_int_equal (cj->job_id, job_id);
+    jm_msg_destroy (&cj);
+    bool cancelled = false, finished = false;
+    for (int i = 0; i < 5 && !(cancelled && finished); i++) {
+        jm_msg_t *m = s_recv (client, TMO);
+        assert_non_null (m);
+        if (m->id == JM_MSG_CANCELLED) {
+            assert_int_equal (m->total, 3);
+            cancelled = true;
+        }
+        else if (m->id == JM_MSG_PROGRESS && m->finished) {
+            assert_string_equal (m->state, "CANCELLED");
+            finished = true;
+        }
+        jm_msg_destroy (&m);
+    }
+    assert_true (cancelled && finished);
+    /* later reports about the cancelled job are ignored */
+    jm_msg_t *te = jm_msg_new (JM_MSG_TASK_END);
+    te->task_id = JM_COORD_TASK_WIRE_ID (job_id, 0);
+    te->exit_code = 0;
+    jm_str_set (&te->reason, "");
+    s_send (agent, te);
+    jm_msg_t *r = s_status (client, sub_id);
+    assert_int_equal (r->subs.v[0].counts.v[JM_TASK_CANCELLED], 3);
+    assert_string_equal (r->subs.v[0].state, "CANCELLED");
+    jm_msg_destroy (&r);
+    free (sub_id);
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+}
+
+static void
+test_unallowed_agent (void **state)
+{
+    (void)state;
+    zsock_t *agent = s_agent_sock ("bad");
+    s_hello (agent, "agent", "intruder");
+    jm_msg_t *m = s_recv (agent, 1000);
+    assert_null (m);
+    zsock_destroy (&agent);
+}
+
+static void
+test_bad_submit (void **state)
+{
+    (void)state;
+    zsock_t *client = s_client ();
+    s_hello (client, "client", "");
+    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    jm_msg_t *r = s_status (client, "");
+    size_t before = r->subs.n;
+    jm_msg_destroy (&r);
+
+    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, s_wb);
+    sub->group_size = 1;
+    sub->para_deg = 1;
+    s_task (sub, "ok");
+    s_task (sub, "../x");
+    s_send (client, sub);
+    jm_msg_t *e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 5);
+    assert_non_null (strstr (e->reason, "task 1"));
+    assert_non_null (strstr (e->reason, "../x"));
+    jm_msg_destroy (&e);
+
+    /* a forward file the store lacks */
+    sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, s_wb);
+    sub->group_size = 1;
+    sub->para_deg = 1;
+    jm_wtask_t *t = s_task (sub, "t");
+    jm_wfiles_push (&t->forward, "missing.dat",
+                    "abababababababababababababababababababababababababababababababab", 5, 0644);
+    s_send (client, sub);
+    e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 5);
+    assert_non_null (strstr (e->reason, "missing.dat"));
+    jm_msg_destroy (&e);
+
+    /* a relative work base */
+    sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, "relative/wb");
+    sub->group_size = 1;
+    sub->para_deg = 1;
+    s_task (sub, "t");
+    s_send (client, sub);
+    e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 5);
+    jm_msg_destroy (&e);
+
+    r = s_status (client, "");
+    assert_int_equal (r->subs.n, before);
+    jm_msg_destroy (&r);
+    zsock_destroy (&client);
+}
+
+static void
+test_bad_messages (void **state)
+{
+    (void)state;
+    zsock_t *client = s_client ();
+    /* before HELLO -> 3 */
+    jm_msg_t *st = jm_msg_new (JM_MSG_STATUS);
+    jm_str_set (&st->sub_id, "");
+    s_send (client, st);
+    jm_msg_t *e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 3);
+    jm_msg_destroy (&e);
+
+    /* garbage -> 2 */
+    zstr_send (client, "\xc1garbage that is not msgpack");
+    e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 2);
+    jm_msg_destroy (&e);
+
+    /* version 2 -> 1, naming both versions */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init (&sb);
+    msgpack_packer pk;
+    msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map (&pk, 2);
+    msgpack_pack_str (&pk, 1);
+    msgpack_pack_str_body (&pk, "v", 1);
+    msgpack_pack_uint64 (&pk, 2);
+    msgpack_pack_str (&pk, 1);
+    msgpack_pack_str_body (&pk, "t", 1);
+    msgpack_pack_str (&pk, 5);
+    msgpack_pack_str_body (&pk, "HELLO", 5);
+    zframe_t *fr = zframe_new (sb.data, sb.size);
+    msgpack_sbuffer_destroy (&sb);
+    assert_int_equal (zframe_send (&fr, client, 0), 0);
+    e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 1);
+    assert_non_null (strstr (e->reason, "2"));
+    assert_non_null (strstr (e->reason, "1"));
+    jm_msg_destroy (&e);
+
+    /* two frames -> 2 */
+    zstr_sendx (client, "a", "b", NULL);
+    e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 2);
+    jm_msg_destroy (&e);
+
+    /* bad role -> 3 */
+    s_hello (client, "emperor", "");
+    e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 3);
+    jm_msg_destroy (&e);
+
+    /* and the coordinator keeps serving */
+    s_hello (client, "client", "");
+    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    jm_msg_t *r = s_status (client, "");
+    jm_msg_destroy (&r);
+    zsock_destroy (&client);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test (test_submit_dispatch_fetch), cmocka_unit_test (test_watch_and_cancel),
+        cmocka_unit_test (test_unallowed_agent),       cmocka_unit_test (test_bad_submit),
+        cmocka_unit_test (test_bad_messages),
+    };
+    return cmocka_run_group_tests (tests, group_setup, group_teardown);
+}
