@@ -21,7 +21,7 @@
 
 typedef struct _peer_t peer_t;
 
-typedef struct {
+typedef struct _obj_t {
     char hash[JM_HASH_HEX];
     uint64_t size;
     uint64_t job_id;
@@ -33,6 +33,7 @@ typedef struct {
     jm_store_writer_t *writer;
     void **cookies;
     size_t ncookies, cookies_cap;
+    struct _obj_t *fin_next; /* next object whose waiters are being told */
 } obj_t;
 
 typedef struct {
@@ -60,6 +61,7 @@ struct _jm_xfer_t {
     zhashx_t *peers;   /* name -> peer_t * (owned) */
     uint64_t bytes_received;
     uint64_t next_gen;
+    obj_t *finishing; /* objects being reported (done callbacks running) */
 };
 
 static void
@@ -151,8 +153,20 @@ s_finish (jm_xfer_t *self, obj_t *o, int ok, const char *reason)
     assert (peer);
     if (ok != 0)
         jm_warn ("%s", reason);
-    for (size_t i = 0; i < o->ncookies; i++)
-        self->done (self->arg, peer, o->hash, ok, ok == 0 ? NULL : reason, o->cookies[i]);
+    /* A callback may forget() a cookie still waiting here: take waiters
+       one at a time so a forgotten one is never called. */
+    o->fin_next = self->finishing;
+    self->finishing = o;
+    while (o->ncookies > 0) {
+        void *cookie = o->cookies[0];
+        memmove (o->cookies, o->cookies + 1, (o->ncookies - 1) * sizeof *o->cookies);
+        o->ncookies--;
+        self->done (self->arg, peer, o->hash, ok, ok == 0 ? NULL : reason, cookie);
+    }
+    obj_t **pp = &self->finishing;
+    while (*pp != o)
+        pp = &(*pp)->fin_next;
+    *pp = o->fin_next;
     free (peer);
     s_obj_free (o);
 }
@@ -375,6 +389,13 @@ void
 jm_xfer_forget (jm_xfer_t *self, void *cookie)
 {
     assert (self);
+    for (obj_t *o = self->finishing; o; o = o->fin_next) {
+        size_t j = 0;
+        for (size_t i = 0; i < o->ncookies; i++)
+            if (o->cookies[i] != cookie)
+                o->cookies[j++] = o->cookies[i];
+        o->ncookies = j;
+    }
     zlistx_t *drop = zlistx_new ();
     for (obj_t *o = (obj_t *)zhashx_first (self->objects); o;
          o = (obj_t *)zhashx_next (self->objects)) {

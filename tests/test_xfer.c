@@ -53,6 +53,8 @@ typedef struct {
     /* optional: want a failed object once more from its done callback */
     int retries;
     uint64_t retry_size;
+    /* optional: forget this cookie from the first done callback */
+    void *forget_in_done;
 } ctx_t;
 
 static char s_dir[] = "/tmp/jm_test_xfer_XXXXXX";
@@ -116,6 +118,10 @@ s_done (void *arg, const char *peer, const char *hash, int ok, const char *reaso
         assert_null (reason);
     else
         assert_non_null (reason);
+    if (c->forget_in_done) {
+        jm_xfer_forget (c->xfer, c->forget_in_done);
+        c->forget_in_done = NULL;
+    }
     if (ok != 0 && c->retries > 0) {
         c->retries--;
         assert_int_equal (jm_xfer_want (c->xfer, peer, hash, c->retry_size, 1, cookie), 1);
@@ -564,6 +570,19 @@ test_forget (void **state)
     assert_int_equal (c->fetches, 4); /* h2 was never asked for */
     s_assert_received (c, h1, d1, 4 * MIB);
     assert_false (jm_store_has (c->receiver, h2));
+
+    /* a done callback that forgets the other waiter (say, its job was
+       cancelled because of this failure): the other is not called */
+    char missing[JM_HASH_HEX];
+    jm_sha256_buf ("absent", 6, missing);
+    c->ndone = 0;
+    jm_xfer_want (c->xfer, "agent-1", missing, 10, 1, &task_a);
+    jm_xfer_want (c->xfer, "agent-1", missing, 10, 1, &task_b);
+    c->forget_in_done = &task_b;
+    s_run (c);
+    assert_int_equal (c->ndone, 1);
+    assert_ptr_equal (c->done[0].cookie, &task_a);
+    assert_int_equal (c->done[0].ok, -1);
     free (d1), free (d2);
     s_ctx_destroy (&c);
 }
