@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -316,7 +317,14 @@ s_submit (jm_sched_t *self, jm_jobscript_t *script, char *err, size_t errlen)
         return jm_err (err, errlen, "shell job %" PRIu64 ": cannot create a pipe: %s", job_id,
                        strerror (e));
     }
+    /* Signals stay blocked from fork until the child has reset CZMQ's
+       SIGINT/SIGTERM handlers, so an early kill still kills the child. */
+    sigset_t all, saved;
+    sigfillset (&all);
+    pthread_sigmask (SIG_SETMASK, &all, &saved);
     pid_t pid = fork ();
+    if (pid != 0)
+        pthread_sigmask (SIG_SETMASK, &saved, NULL);
     if (pid < 0) {
         int e = errno;
         close (errfd);
@@ -328,13 +336,13 @@ s_submit (jm_sched_t *self, jm_jobscript_t *script, char *err, size_t errlen)
     if (pid == 0) {
         /* Child: async-signal-safe calls only. */
         setpgid (0, 0);
-        sigset_t none;
-        sigemptyset (&none);
-        sigprocmask (SIG_SETMASK, &none, NULL);
         signal (SIGPIPE, SIG_DFL);
         signal (SIGINT, SIG_DFL);
         signal (SIGTERM, SIG_DFL);
         signal (SIGCHLD, SIG_DFL);
+        sigset_t none;
+        sigemptyset (&none);
+        sigprocmask (SIG_SETMASK, &none, NULL);
         dup2 (nullfd, 0);
         dup2 (pfd[1], 1);
         dup2 (errfd, 2);
