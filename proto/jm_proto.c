@@ -416,6 +416,22 @@ type_name (msgpack_object_type t)
     }
 }
 
+/* Field paths for error texts: "tasks[3].path".  Legal paths are far
+   shorter than the buffers; a hostile one is merely cut short. */
+static void
+path_key (char *buf, size_t len, const char *path, const char *key)
+{
+    if (snprintf (buf, len, "%s.%s", path, key) >= (int)len)
+        buf[len - 1] = 0;
+}
+
+static void
+path_idx (char *buf, size_t len, const char *path, size_t i)
+{
+    if (snprintf (buf, len, "%s[%zu]", path, i) >= (int)len)
+        buf[len - 1] = 0;
+}
+
 static bool
 is_hex64 (const char *s, size_t len)
 {
@@ -451,7 +467,7 @@ enc_record (enc_t *e, const rdesc_t *r, const void *obj, const char *path)
     e->perr |= msgpack_pack_map (&e->pk, r->n);
     for (size_t i = 0; i < r->n; i++) {
         char sub[160];
-        snprintf (sub, sizeof sub, "%s.%s", path, r->f[i].name);
+        path_key (sub, sizeof sub, path, r->f[i].name);
         enc_str (e, r->f[i].name, strlen (r->f[i].name));
         if (enc_value (e, r->f[i].kind, r->f[i].max, (const char *)obj + r->f[i].off, sub))
             return -1;
@@ -505,7 +521,7 @@ enc_value (enc_t *e, kind_t k, size_t max, const void *p, const char *path)
         e->perr |= msgpack_pack_array (&e->pk, l->n);
         for (size_t i = 0; i < l->n; i++) {
             char sub[160];
-            snprintf (sub, sizeof sub, "%s[%zu]", path, i);
+            path_idx (sub, sizeof sub, path, i);
             if (enc_value (e, K_STR, JM_STR_CAP, &l->v[i], sub))
                 return -1;
         }
@@ -532,7 +548,7 @@ enc_value (enc_t *e, kind_t k, size_t max, const void *p, const char *path)
         e->perr |= msgpack_pack_array (&e->pk, n);
         for (size_t i = 0; i < n; i++) {
             char sub[160];
-            snprintf (sub, sizeof sub, "%s[%zu]", path, i);
+            path_idx (sub, sizeof sub, path, i);
             if (enc_record (e, r, v + i * r->size, sub))
                 return -1;
         }
@@ -829,7 +845,7 @@ dec_record (ctx_t *c, const msgpack_object *o, const rdesc_t *r, void *obj, cons
                          r->what);
         seen |= 1u << j;
         char sub[160];
-        snprintf (sub, sizeof sub, "%s.%s", path, r->f[j].name);
+        path_key (sub, sizeof sub, path, r->f[j].name);
         int rc = dec_value (c, &o->via.map.ptr[i].val, r->f[j].kind, r->f[j].max,
                             (char *)obj + r->f[j].off, sub);
         if (rc)
@@ -910,7 +926,7 @@ dec_value (ctx_t *c, const msgpack_object *o, kind_t k, size_t max, void *p, con
         }
         for (size_t i = 0; i < n; i++) {
             char sub[160];
-            snprintf (sub, sizeof sub, "%s[%zu]", path, i);
+            path_idx (sub, sizeof sub, path, i);
             if ((rc = dec_str (c, &o->via.array.ptr[i], JM_STR_CAP, &l->v[i], sub)))
                 return rc;
         }
@@ -929,7 +945,7 @@ dec_value (ctx_t *c, const msgpack_object *o, kind_t k, size_t max, void *p, con
         }
         for (size_t i = 0; i < n; i++) {
             char sub[160];
-            snprintf (sub, sizeof sub, "%s[%zu]", path, i);
+            path_idx (sub, sizeof sub, path, i);
             if ((rc = dec_u64 (c, &o->via.array.ptr[i], &l->v[i], sub)))
                 return rc;
         }
@@ -953,7 +969,7 @@ dec_value (ctx_t *c, const msgpack_object *o, kind_t k, size_t max, void *p, con
         }
         for (size_t i = 0; i < n; i++) {
             char sub[160];
-            snprintf (sub, sizeof sub, "%s[%zu]", path, i);
+            path_idx (sub, sizeof sub, path, i);
             if ((rc = dec_record (c, &o->via.array.ptr[i], r, v + i * r->size, sub)))
                 return rc;
         }
