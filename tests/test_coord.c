@@ -701,13 +701,76 @@ test_bad_messages (void **state)
     zsock_destroy (&client);
 }
 
+static void
+test_site_lost (void **state)
+{
+    (void)state;
+    zsock_t *client = s_client ();
+    s_hello (client, "client", "");
+    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, s_wb);
+    sub->group_size = 1;
+    sub->para_deg = 1;
+    s_task (sub, "lost0");
+    char *sub_id = s_submit_ok (client, sub, 1);
+
+    zsock_t *agent = s_agent_sock ("good");
+    s_hello (agent, "agent", "siteA");
+    w = s_expect (agent, JM_MSG_WELCOME);
+    uint64_t hb = w->heartbeat_ms;
+    jm_msg_destroy (&w);
+    /* heartbeats are answered */
+    jm_msg_t *h = jm_msg_new (JM_MSG_HEARTBEAT);
+    s_send (agent, h);
+    zsock_set_rcvtimeo (agent, TMO);
+    jm_msg_t *m = jm_msg_recv (agent, NULL, NULL, NULL, NULL, 0);
+    assert_non_null (m);
+    assert_int_equal (m->id, JM_MSG_HEARTBEAT);
+    jm_msg_destroy (&m);
+
+    s_credit (agent, 1);
+    jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
+    const char *data = "never sent";
+    char hash[JM_HASH_HEX];
+    jm_sha256_buf (data, strlen (data), hash);
+    jm_msg_t *te = jm_msg_new (JM_MSG_TASK_END);
+    te->task_id = job->tasks.v[0].id;
+    te->exit_code = 0;
+    jm_str_set (&te->reason, "");
+    jm_wfiles_push (&te->files, "out.dat", hash, strlen (data), 0644);
+    s_send (agent, te);
+    jm_msg_destroy (&job);
+    jm_msg_t *f = s_expect (agent, JM_MSG_FETCH);
+    assert_string_equal (f->hash, hash);
+    jm_msg_destroy (&f);
+    /* the agent falls silent: after 3 heartbeat intervals the site is
+       lost and the fetch fails the task */
+    jm_msg_t *r = NULL;
+    for (int i = 0; i < (int)(hb * 6 / 100) + 20; i++) {
+        r = s_status (client, sub_id);
+        if (strcmp (r->tstats.v[0].state, "FAILED") == 0)
+            break;
+        jm_msg_destroy (&r);
+        zclock_sleep (100);
+    }
+    assert_non_null (r);
+    assert_string_equal (r->tstats.v[0].state, "FAILED");
+    assert_non_null (strstr (r->tstats.v[0].reason, "lost"));
+    jm_msg_destroy (&r);
+    free (sub_id);
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_submit_dispatch_fetch), cmocka_unit_test (test_watch_and_cancel),
         cmocka_unit_test (test_unallowed_agent),       cmocka_unit_test (test_bad_submit),
-        cmocka_unit_test (test_bad_messages),
+        cmocka_unit_test (test_bad_messages),          cmocka_unit_test (test_site_lost),
     };
     return cmocka_run_group_tests (tests, group_setup, group_teardown);
 }
