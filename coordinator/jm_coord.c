@@ -945,7 +945,7 @@ s_on_watch (coord_t *self, peer_t *peer, jm_msg_t *msg)
     for (char *w = zlist_first (peer->watches); w; w = zlist_next (peer->watches))
         if (strcmp (w, sub->id) == 0)
             return;
-    zlist_append (peer->watches, s_dup (sub->id));
+    zlist_append (peer->watches, sub->id); /* autofree: copied */
 }
 
 static void
