@@ -764,13 +764,87 @@ test_site_lost (void **state)
     zsock_destroy (&client);
 }
 
+/* 1000 trivial tasks through a fake agent that answers at once: the
+   coordinator alone must move hundreds of tasks per second. */
+static void
+test_throughput (void **state)
+{
+    (void)state;
+    zsock_t *client = s_client ();
+    s_hello (client, "client", "");
+    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, s_wb);
+    sub->group_size = 10;
+    sub->para_deg = 2;
+    for (int i = 0; i < 1000; i++) {
+        char path[32];
+        snprintf (path, sizeof path, "many/t%04d", i);
+        s_task (sub, path);
+    }
+    int64_t t0 = zclock_mono ();
+    char *sub_id = s_submit_ok (client, sub, 1000);
+    zsock_t *agent = s_agent_sock ("good");
+    s_hello (agent, "agent", "siteA");
+    w = s_expect (agent, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    s_credit (agent, 4);
+    size_t ended = 0;
+    while (ended < 1000) {
+        jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
+        jm_msg_t *ts = jm_msg_new (JM_MSG_TASK_STARTED);
+        for (size_t i = 0; i < job->tasks.n; i++)
+            jm_u64s_push (&ts->ids, job->tasks.v[i].id);
+        s_send (agent, ts);
+        for (size_t i = 0; i < job->tasks.n; i++) {
+            jm_msg_t *te = jm_msg_new (JM_MSG_TASK_END);
+            te->task_id = job->tasks.v[i].id;
+            jm_str_set (&te->reason, "");
+            s_send (agent, te);
+            ended++;
+        }
+        jm_msg_t *js = jm_msg_new (JM_MSG_JOB_STATE);
+        js->job_id = job->job_id;
+        jm_str_set (&js->state, "DONE");
+        jm_str_set (&js->reason, "");
+        s_send (agent, js);
+        s_credit (agent, 1);
+        jm_msg_destroy (&job);
+    }
+    jm_msg_t *wa = jm_msg_new (JM_MSG_WATCH);
+    jm_str_set (&wa->sub_id, sub_id);
+    s_send (client, wa);
+    bool finished = false;
+    while (!finished) {
+        jm_msg_t *p = s_expect (client, JM_MSG_PROGRESS);
+        finished = p->finished;
+        if (finished) {
+            assert_string_equal (p->state, "DONE");
+            assert_int_equal (p->counts.v[JM_TASK_DONE], 1000);
+        }
+        jm_msg_destroy (&p);
+    }
+    int64_t ms = zclock_mono () - t0;
+    printf ("1000 tasks through the coordinator in %" PRId64 " ms (%.0f tasks/s)\n", ms,
+            ms > 0 ? 1000.0 * 1000 / (double)ms : 0.0);
+    assert_true (ms < 5000); /* at least 200 tasks/s */
+    free (sub_id);
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_submit_dispatch_fetch), cmocka_unit_test (test_watch_and_cancel),
-        cmocka_unit_test (test_unallowed_agent),       cmocka_unit_test (test_bad_submit),
-        cmocka_unit_test (test_bad_messages),          cmocka_unit_test (test_site_lost),
+        cmocka_unit_test (test_submit_dispatch_fetch),
+        cmocka_unit_test (test_watch_and_cancel),
+        cmocka_unit_test (test_unallowed_agent),
+        cmocka_unit_test (test_bad_submit),
+        cmocka_unit_test (test_bad_messages),
+        cmocka_unit_test (test_site_lost),
+        cmocka_unit_test (test_throughput),
     };
     return cmocka_run_group_tests (tests, group_setup, group_teardown);
 }
