@@ -7,7 +7,7 @@
 #
 # Provides: $T (temp dir), $JOBMAN_HOME, $COORD $AGENT $SUBMIT,
 #   start_coord, stop_coord, start_agent NAME [SLOTS], start_agent_unallowed
-#   NAME [SLOTS], agent_root NAME, jm_submit ARGS..., wait_for_file F [SECS],
+#   NAME [SLOTS], agent_root NAME, root_entries NAME, jm_submit ARGS..., wait_for_file F [SECS],
 #   wait_until SECS CMD..., fail MSG, ok MSG, check_eq WHAT GOT WANT,
 #   status_json ID, count_state ID STATE.
 
@@ -80,7 +80,10 @@ _jm_kill_all() {
 _jm_cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    [ -n "${JM_WATCHDOG_PID:-}" ] && kill "$JM_WATCHDOG_PID" 2>/dev/null || true
+    if [ -n "${JM_WATCHDOG_PID:-}" ]; then
+        pkill -TERM -P "$JM_WATCHDOG_PID" 2>/dev/null || true # its sleep
+        kill -TERM "$JM_WATCHDOG_PID" 2>/dev/null || true
+    fi
     _jm_kill_all
     if [ "${JM_KEEP:-0}" = 1 ] || [ $rc != 0 -a "${JM_KEEP_ON_FAIL:-0}" = 1 ]; then
         echo "kept $T" >&2
@@ -98,9 +101,11 @@ trap 'echo "FAIL: ${JM_TEST_NAME}: terminated (watchdog: over ${JM_TEST_TIMEOUT:
 (
     trap - EXIT INT TERM
     sleep "${JM_TEST_TIMEOUT:-280}"
-    echo "FAIL: ${JM_TEST_NAME}: watchdog fired after ${JM_TEST_TIMEOUT:-280} s" >&2
     for p in $(cat "$JM_PIDFILE" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
     kill -TERM $$ 2>/dev/null || true
+    # and the test's own foreground children (by parent PID, this watchdog
+    # included, last), so that bash gets to run its TERM trap
+    pkill -TERM -P $$ 2>/dev/null || true
 ) </dev/null >/dev/null 2>&1 &
 JM_WATCHDOG_PID=$!
 
@@ -173,6 +178,13 @@ stop_coord() {
 agent_home() { echo "$T/agents/$1"; }
 agent_root() { echo "$T/roots/$1"; }
 
+# root_entries NAME: number of things under an agent's root apart from the
+# agent's own empty bookkeeping dirs (.jobman, .jobman/jobs): 0 means no
+# submission, job or file was ever placed there.
+root_entries() {
+    find "$(agent_root "$1")" -mindepth 1 ! -path '*/.jobman' ! -path '*/.jobman/jobs' | wc -l
+}
+
 _jm_agent_init() { # NAME
     local home root
     home=$(agent_home "$1")
@@ -226,3 +238,33 @@ count_state() {
 
 # rand_file PATH BYTES: random content.
 rand_file() { head -c "$2" /dev/urandom >"$1"; }
+
+# Run directly (ctest's 'e2e_lib'): check the harness itself: a test that
+# exits keeps its exit code, its daemons are killed by PID and its temp dir
+# is removed; the watchdog ends a test that hangs.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    inner() { # EXTRA-COMMANDS -> rc; writes "coord-pid agent-pid tempdir" to $T/info
+        local rc=0
+        JM_INFO=$T/info bash -c 'source "$1"; start_coord; start_agent self 1;
+            echo "$COORD_PID $AGENT_PID_self $T" >"$JM_INFO"; eval "$2"' \
+            _ "${BASH_SOURCE[0]}" "$1" >"$T/inner.log" 2>&1 || rc=$?
+        echo $rc
+    }
+    check_gone() {
+        local c a d
+        read -r c a d <"$T/info" || fail "inner test wrote no PIDs: $(cat "$T/inner.log")"
+        ! kill -0 "$c" 2>/dev/null || fail "coordinator $c still alive after the test ended"
+        ! kill -0 "$a" 2>/dev/null || fail "agent $a still alive after the test ended"
+        [ ! -e "$d" ] || fail "temp dir $d left behind"
+        ok "daemons $c, $a killed and $d removed"
+    }
+    check_eq "exit code of a test that exits 3" "$(inner 'exit 3')" 3
+    check_gone
+    rm -f "$T/info"
+    check_eq "exit code of a test whose watchdog fires" \
+        "$(JM_TEST_TIMEOUT=3 inner 'sleep 30')" 124
+    check_gone
+    grep -q "watchdog" "$T/inner.log" || fail "watchdog message missing: $(cat "$T/inner.log")"
+    ok "watchdog reported itself"
+    echo "PASS: e2e_lib"
+fi
