@@ -53,6 +53,6 @@ cmp -s "$T/before.work" "$T/after.work" || fail "work dir changed: $(diff "$T/be
 ok "work dir unchanged"
 cmp -s "$T/before.store" "$T/after.store" || fail "store changed: $(diff "$T/before.store" "$T/after.store")"
 ok "coordinator store unchanged"
-n=$(find "$(agent_root a1)" -mindepth 1 | wc -l)
+n=$(root_entries a1)
 check_eq "entries under the agent's root" "$n" 0
 echo "PASS: e2e_bad_paths"

@@ -27,7 +27,7 @@ sleep 5
 check_eq "PENDING tasks after 5 s" "$(count_state "$ID" PENDING)" 6
 js=$(status_json "$ID")
 check_eq "tasks with a site" "$(echo "$js" | jq '[.submissions[0].tasks[] | select(.site != "")] | length')" 0
-n=$(find "$(agent_root intruder)" -mindepth 1 | wc -l)
+n=$(root_entries intruder)
 check_eq "entries under the unallowed agent's root" "$n" 0
 kill -0 $WAIT_PID 2>/dev/null || fail "wait ended although nothing ran"
 
@@ -41,6 +41,6 @@ for i in 0 1 2 3 4 5; do
 done
 ok "results of all 6 tasks present"
 check_eq "sites that ran tasks" "$(status_json "$ID" | jq -r '[.submissions[0].tasks[].site] | unique | join(",")')" trusted
-n=$(find "$(agent_root intruder)" -mindepth 1 | wc -l)
+n=$(root_entries intruder)
 check_eq "entries under the unallowed agent's root at the end" "$n" 0
 echo "PASS: e2e_unallowed_agent"
