@@ -212,8 +212,6 @@ s_on_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
             else
                 job->overlong = true;
         }
-        if ((size_t)n < sizeof buf)
-            break; /* drained for now; saves one EAGAIN read */
     }
     if (eof && job->len > 0 && !job->overlong) {
         job->line[job->len] = 0;
@@ -362,7 +360,12 @@ s_submit (jm_sched_t *self, jm_jobscript_t *script, char *err, size_t errlen)
     job->fd = pfd[0];
     job->reap_timer = -1;
     zmq_pollitem_t item = {NULL, job->fd, ZMQ_POLLIN, 0};
-    if (zloop_poller (self->opts.loop, &item, s_on_readable, job) != 0) {
+    /* Tolerant: a hang-up without data comes as ZMQ_POLLERR, and must reach
+       s_on_readable (EOF) instead of silently dropping the poller. */
+    int prc = zloop_poller (self->opts.loop, &item, s_on_readable, job);
+    if (prc == 0)
+        zloop_poller_set_tolerant (self->opts.loop, &item);
+    if (prc != 0) {
         kill (-pid, SIGKILL);
         waitpid (pid, NULL, 0);
         close (job->fd);
