@@ -148,6 +148,8 @@ test_job_events (void **state)
     jm_jobscript_add_task (js, 1, ".", "echo hi", "o1", "e1");
     jm_jobscript_add_task (js, 2, ".", "exit 4", "o2", "e2");
     jm_jobscript_add_task (js, 3, ".", "echo later > later.txt", "o3", "e3");
+    /* the last line and the hang-up of the pipe arrive apart */
+    jm_jobscript_add_prologue (js, "trap 'sleep 0.3' EXIT");
     char err[256];
     assert_int_equal (jm_sched_shell.submit (ctx->sched, js, err, sizeof err), 0);
     jm_jobscript_destroy (&js);
