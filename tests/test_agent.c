@@ -547,6 +547,41 @@ test_heartbeat_and_rehello (void **state)
     assert_int_equal (f->agent_rc, 0);
 }
 
+/* The job's process dies under its tasks: every task that never reported
+   gets TASK_END -1 naming the signal; then DONE and CREDIT. */
+static void
+test_job_killed (void **state)
+{
+    s_fix_t *f = *state;
+    s_start_agent (f);
+    s_handshake (f, 1000);
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 9;
+    jm_str_set (&job->sub_id, "sub-9");
+    job->para_deg = 1;
+    s_task (job, 91, ".", "true");
+    s_task (job, 92, ".", "kill -KILL 0");
+    s_task (job, 93, ".", "true");
+    s_send (f, job);
+    s_report_t r = {0};
+    s_wait_job_end (f, &r, "DONE");
+    assert_int_equal (r.nends, 3);
+    jm_msg_t *e = s_end_of (&r, 91);
+    assert_non_null (e);
+    assert_int_equal (e->exit_code, 0);
+    for (uint64_t id = 92; id <= 93; id++) {
+        e = s_end_of (&r, id);
+        assert_non_null (e);
+        assert_int_equal (e->exit_code, -1);
+        assert_non_null (
+            strstr (e->reason, "job ended before the task finished (killed by signal 9)"));
+    }
+    for (size_t i = 0; i < r.nends; i++)
+        jm_msg_destroy (&r.ends[i]);
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+}
+
 static void
 test_refuses_to_start (void **state)
 {
@@ -574,6 +609,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_job_round_trip, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_bad_paths_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_heartbeat_and_rehello, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_job_killed, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_refuses_to_start, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
