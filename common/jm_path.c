@@ -342,11 +342,9 @@ jm_path_glob_beneath (const char *dir, const char *pattern, zlist_t *matches, ch
         free (real);
         if (stat (m, &st) != 0 || !S_ISREG (st.st_mode))
             continue;
-        char *copy = strdup (rel);
-        if (!copy)
+        /* matches is autofree (see jm_path.h): the list keeps its own copy */
+        if (zlist_append (matches, (char *) rel) != 0)
             continue;
-        zlist_append (matches, copy);
-        zlist_freefn (matches, copy, free, true);
         added++;
     }
     globfree (&g);

@@ -251,6 +251,7 @@ test_glob (void **state)
     (void)state;
     char err[1024];
     zlist_t *m = zlist_new ();
+    zlist_autofree (m);
     int n = jm_path_glob_beneath (s_dir, "*.log", m, err, sizeof err);
     assert_int_equal (n, 3);
     const char *logs[] = {"a.log", "b.log", "good.log"};
@@ -260,6 +261,7 @@ test_glob (void **state)
     zlist_destroy (&m);
 
     m = zlist_new ();
+    zlist_autofree (m);
     n = jm_path_glob_beneath (s_dir, "sub/*.dat", m, err, sizeof err);
     assert_int_equal (n, 2);
     const char *dats[] = {"sub/x.dat", "sub/y.dat"};
@@ -273,6 +275,7 @@ test_glob (void **state)
     zlist_destroy (&m);
 
     m = zlist_new ();
+    zlist_autofree (m);
     assert_int_equal (jm_path_glob_beneath (s_dir, "nothing*", m, err, sizeof err), 0);
     assert_int_equal (jm_path_glob_beneath (s_dir, "etc/passw?", m, err, sizeof err), 0);
     assert_non_null (strstr (err, "etc/passwd"));
