@@ -190,56 +190,87 @@ s_install (jm_store_t *self, int fd, const char *tmp_path, const char *hash, cha
     return 0;
 }
 
+/* Read until buf is full or EOF; bytes read, or -1 (errno set). */
+static ssize_t
+s_read_full (int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t n = read (fd, buf + got, len - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    return (ssize_t)got;
+}
+
 int
 jm_store_import_fd (jm_store_t *self, int fd, const char *name_for_errors, char hash[JM_HASH_HEX],
                     uint64_t *size_p, char *err, size_t errlen)
 {
     assert (self);
     const char *name = name_for_errors ? name_for_errors : "input";
-    char *tmp_path = NULL;
-    int out = s_tmp_open (self, &tmp_path, err, errlen);
-    if (out < 0)
-        return -1;
     char *buf = malloc (JM_STORE_BUF);
     assert (buf);
     jm_sha256_t *sha = jm_sha256_new ();
+    char h[JM_HASH_HEX];
+    char *tmp_path = NULL;
+    int out = -1, rc = 0;
     uint64_t total = 0;
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read (fd, buf, JM_STORE_BUF);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            rc = jm_err (err, errlen, "cannot read '%s': %s", name, strerror (errno));
-            break;
-        }
-        if (n == 0)
-            break;
+    bool hashed = false;
+    /* The first buffer is read before anything is written: a file that fits
+       in it and is empty or already stored costs no temp file (creating and
+       unlinking one per result is what made small files slow). */
+    ssize_t n = s_read_full (fd, buf, JM_STORE_BUF);
+    if (n < 0) {
+        rc = jm_err (err, errlen, "cannot read '%s': %s", name, strerror (errno));
+        goto done;
+    }
+    total = (uint64_t)n;
+    jm_sha256_update (sha, buf, (size_t)n);
+    hashed = (size_t)n < JM_STORE_BUF; /* the whole file is in buf */
+    if (hashed) {
+        jm_sha256_final (sha, h);
+        if (s_is_empty (h) || jm_store_has (self, h))
+            goto done;
+    }
+    out = s_tmp_open (self, &tmp_path, err, errlen);
+    if (out < 0) {
+        rc = -1;
+        goto done;
+    }
+    while (n > 0) {
         if (s_write_all (out, buf, (size_t)n) != 0) {
             rc = jm_err (err, errlen, "cannot copy '%s' into store '%s': %s", name, self->dir,
                          strerror (errno));
             break;
         }
+        if (hashed)
+            break;
+        n = s_read_full (fd, buf, JM_STORE_BUF);
+        if (n < 0) {
+            rc = jm_err (err, errlen, "cannot read '%s': %s", name, strerror (errno));
+            break;
+        }
         jm_sha256_update (sha, buf, (size_t)n);
         total += (uint64_t)n;
     }
-    free (buf);
-    char h[JM_HASH_HEX];
-    jm_sha256_final (sha, h);
-    jm_sha256_destroy (&sha);
-    if (rc == 0) {
-        if (s_is_empty (h)) { /* the empty file is never stored */
-            close (out);
-            unlink (tmp_path);
-        }
-        else if (s_install (self, out, tmp_path, h, err, errlen) != 0)
-            rc = -1;
-    }
-    else {
+    if (rc == 0 && !hashed)
+        jm_sha256_final (sha, h);
+    if (rc == 0 && s_install (self, out, tmp_path, h, err, errlen) != 0)
+        rc = -1;
+    else if (rc != 0) {
         close (out);
         unlink (tmp_path);
     }
+done:
+    free (buf);
     free (tmp_path);
+    jm_sha256_destroy (&sha);
     if (rc == 0) {
         memcpy (hash, h, JM_HASH_HEX);
         if (size_p)
