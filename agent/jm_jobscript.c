@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@ struct _jm_jobscript_t {
     char *work_base;
     char *job_dir;
     size_t para_deg;
+    bool no_tags;
     char *header;
     char **prologue;
     size_t nprologue;
@@ -105,6 +107,12 @@ jm_jobscript_add_prologue (jm_jobscript_t *self, const char *line)
 {
     self->prologue = realloc (self->prologue, (self->nprologue + 1) * sizeof *self->prologue);
     self->prologue[self->nprologue++] = strdup (line);
+}
+
+void
+jm_jobscript_set_tag_files (jm_jobscript_t *self, bool on)
+{
+    self->no_tags = !on;
 }
 
 uint64_t
@@ -197,17 +205,19 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
     }
     /* jm_task ID DIR OUTLOG ERRLOG COMMAND: runs in a background subshell,
        so the cd is local to it.  127 when the task dir is missing. */
-    s_puts (&b, "jm_task () {\n"
-                "    if cd -- \"$2\"; then\n"
-                "        /bin/sh -c -- \"$5\" >>\"$3\" 2>>\"$4\" </dev/null\n"
-                "        jm_rc=$?\n"
-                "    else\n"
-                "        jm_rc=127\n"
-                "    fi\n"
-                "    echo \"$jm_rc\" >\"$jm_jobdir/$1.exit\"\n"
-                "    echo \"E $1 $jm_rc\"\n"
-                "}\n"
-                "jm_running=0\n");
+    s_printf (&b,
+              "jm_task () {\n"
+              "    if cd -- \"$2\"; then\n"
+              "        /bin/sh -c -- \"$5\" >>\"$3\" 2>>\"$4\" </dev/null\n"
+              "        jm_rc=$?\n"
+              "    else\n"
+              "        jm_rc=127\n"
+              "    fi\n"
+              "    %s"
+              "    echo \"E $1 $jm_rc\"\n"
+              "}\n"
+              "jm_running=0\n",
+              self->no_tags ? "" : "echo \"$jm_rc\" >\"$jm_jobdir/$1.exit\"\n");
     s_printf (&b,
               "jm_go () {\n"
               "    if [ \"$jm_running\" -ge %zu ]; then\n"

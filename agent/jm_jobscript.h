@@ -22,6 +22,7 @@
 #ifndef JM_JOBSCRIPT_H
 #define JM_JOBSCRIPT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -46,6 +47,10 @@ void jm_jobscript_set_header (jm_jobscript_t *self, const char *header);
    from the site's own configuration, never from a remote message. */
 void jm_jobscript_add_prologue (jm_jobscript_t *self, const char *line);
 
+/* Tag files (<job_dir>/<task_id>.exit) are on by default: batch backends
+   read them.  The Shell backend learns every exit code from the "E" lines
+   on its pipe and turns them off: one file less per task. */
+void jm_jobscript_set_tag_files (jm_jobscript_t *self, bool on);
 uint64_t jm_jobscript_job_id (jm_jobscript_t *self);
 const char *jm_jobscript_job_dir (jm_jobscript_t *self);
 size_t jm_jobscript_ntasks (jm_jobscript_t *self);

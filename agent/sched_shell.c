@@ -299,6 +299,8 @@ s_submit (jm_sched_t *self, jm_jobscript_t *script, char *err, size_t errlen)
     char path[4200], errpath[4200];
     snprintf (path, sizeof path, "%s/job.sh", dir);
     snprintf (errpath, sizeof errpath, "%s/job.err", dir);
+    /* exit codes arrive as "E" lines on the pipe: no tag file per task */
+    jm_jobscript_set_tag_files (script, false);
     if (jm_jobscript_write (script, path, err, errlen) != 0)
         return -1;
     int errfd = open (errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

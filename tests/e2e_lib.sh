@@ -28,7 +28,7 @@ done
 command -v jq >/dev/null || { echo "FAIL: jq is needed (deploy/install-deps.sh)" >&2; exit 1; }
 
 JM_TEST_NAME=$(basename "$0" .sh)
-T=$(mktemp -d "/tmp/jm_${JM_TEST_NAME}.XXXXXX")
+T=$(mktemp -d "${TMPDIR:-/tmp}/jm_${JM_TEST_NAME}.XXXXXX")
 export JOBMAN_HOME=$T/home
 export JOBMAN_TIMEOUT_MS=${JOBMAN_TIMEOUT_MS:-5000}
 JM_PIDFILE=$T/pids

@@ -223,6 +223,24 @@ test_header_and_prologue (void **state)
     jm_jobscript_destroy (&js);
 }
 
+static void
+test_tag_files_off (void **state)
+{
+    (void)state;
+    jm_jobscript_t *js = s_new (2);
+    jm_jobscript_set_tag_files (js, false);
+    jm_jobscript_add_task (js, 1, ".", "exit 4", "", "");
+    jm_jobscript_add_task (js, 2, ".", "true", "", "");
+    char *out = s_run (js);
+    /* the exit codes still arrive on stdout, but no tag file is written */
+    assert_non_null (strstr (out, "E 1 4\n"));
+    assert_non_null (strstr (out, "E 2 0\n"));
+    free (out);
+    assert_false (s_exists ("job/1.exit"));
+    assert_false (s_exists ("job/2.exit"));
+    jm_jobscript_destroy (&js);
+}
+
 int
 main (void)
 {
@@ -231,6 +249,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_para_deg_two, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_many_tasks_window, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_header_and_prologue, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_tag_files_off, s_setup, s_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
