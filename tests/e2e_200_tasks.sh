@@ -24,11 +24,15 @@ for i in $(seq 0 $((N - 1))); do
     else
         echo "input of task $i" >"$W/$d/in.dat"
     fi
+    # every 25th task also sends back a binary result of > 2 MiB (several
+    # chunks on the way back), matched by a glob
+    extra=""
+    [ $((i % 25)) = 0 ] && extra="; cat ../common.dat in.dat > big.bin"
     cat >>"$T/sub.yml" <<EOT
-  - command: "cat in.dat ../common.dat | sha256sum > out.dat; echo hi; echo oops >&2"
+  - command: "cat in.dat ../common.dat | sha256sum > out.dat; echo hi; echo oops >&2$extra"
     task_work_path: $d
     forward_files: [in.dat]
-    backward_files: [out.dat]
+    backward_files: [out.dat, "*.bin"]
     outlog: log
     errlog: err
 EOT
@@ -54,6 +58,13 @@ for i in $(seq 0 $((N - 1))); do
     [ "$(cat "$W/$d/log" 2>/dev/null)" = "hi" ] || { echo "wrong $d/log" >&2; bad=$((bad + 1)); }
     [ "$(cat "$W/$d/err" 2>/dev/null)" = "oops" ] || { echo "wrong $d/err" >&2; bad=$((bad + 1)); }
     cmp -s <(printf 'hi\n') "$W/$d/log" || { echo "log of $d not byte-exact" >&2; bad=$((bad + 1)); }
+    if [ $((i % 25)) = 0 ]; then
+        cmp -s <(cat "$W/common.dat" "$W/$d/in.dat") "$W/$d/big.bin" ||
+            { echo "big.bin of $d not byte-exact" >&2; bad=$((bad + 1)); }
+    elif [ -e "$W/$d/big.bin" ]; then
+        echo "unexpected $d/big.bin" >&2
+        bad=$((bad + 1))
+    fi
 done
 check_eq "bad result files" "$bad" 0
 
