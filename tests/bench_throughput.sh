@@ -70,8 +70,26 @@ for i in 0 $((N / 2)) $((N - 1)); do
 done
 echo "(c) jobman, $N tasks with 1 KiB in + 1 KiB out: ${c_ms} ms = $c tasks/s (ratio to raw spawn: $(ratio "$c" "$raw"))"
 
+# (c0) the same commands as (c), run by hand in a loop in fresh copies of the
+# task dirs: what the work itself costs here without jobman
+W0=$T/work_c0
+mkdir -p "$W0"
+for i in $(seq 0 $((N - 1))); do
+    mkdir -p "$W0/t$i"
+    cp "$W/t$i/in.dat" "$W0/t$i/in.dat"
+done
+t0=$(now_ms)
+for i in $(seq 0 $((N - 1))); do
+    (cd "$W0/t$i" && sh -c 'tr a-z A-Z < in.dat > out.dat' >log 2>err)
+done
+c0_ms=$(($(now_ms) - t0))
+c0=$(rate "$N" "$c0_ms")
+echo "(c0) the commands of (c) in a plain loop: ${c0_ms} ms = $c0 tasks/s"
+
 echo
 printf '%-44s %10s %8s\n' "benchmark" "tasks/s" "ratio"
 printf '%-44s %10s %8s\n' "(a) raw sh -c true" "$raw" "1.00"
 printf '%-44s %10s %8s\n' "(b) $N x true (group $GROUP, para $PARA)" "$b" "$(ratio "$b" "$raw")"
 printf '%-44s %10s %8s\n' "(c) $N x 1 KiB in/out" "$c" "$(ratio "$c" "$raw")"
+printf '%-44s %10s %8s\n' "(c0) (c)'s commands in a plain loop" "$c0" "$(ratio "$c0" "$raw")"
+echo "work dirs on: $(stat -f -c %T "$T") ($T)"
