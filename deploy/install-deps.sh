@@ -9,6 +9,7 @@ PACKAGES=(
     libzmq3-dev libczmq-dev libmsgpack-dev libyaml-dev libsodium-dev
     libssl-dev libsqlite3-dev libcmocka-dev
     jq procps
+    clang libclang-rt-14-dev
 )
 
 missing=()

@@ -22,6 +22,20 @@ ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     ctest --test-dir build-asan --output-on-failure -j"$JOBS" -R '^test_' --timeout 600 || status=1
 
+echo "==> fuzz the message decoder with libFuzzer for 60 s (build-fuzz/)"
+mkdir -p build-fuzz/corpus
+cp tests/fuzz_corpus/* build-fuzz/corpus/
+if clang -g -O1 -fsanitize=fuzzer,address,undefined -DJM_LIBFUZZER -Iproto -Icommon \
+    tests/fuzz_proto.c proto/jm_proto.c common/jm_log.c common/jm_util.c \
+    $(pkg-config --cflags --libs libczmq libzmq msgpack) -o build-fuzz/fuzz_proto; then
+    build-fuzz/fuzz_proto -max_total_time=60 -seed=1 -print_final_stats=1 \
+        build-fuzz/corpus 2>build-fuzz/fuzz.log || { status=1; tail -50 build-fuzz/fuzz.log >&2; }
+    grep -E "stat::number_of_executed_units|Done" build-fuzz/fuzz.log || true
+else
+    echo "cannot build the libFuzzer target" >&2
+    status=1
+fi
+
 if [ $status = 0 ]; then
     echo "==> all tests passed"
 else
