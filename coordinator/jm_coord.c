@@ -34,6 +34,7 @@
 #define S_MAXMSG (256 * 1024 * 1024)
 #define S_HWM 100000
 #define S_CREDIT_MAX 100000
+#define S_JOB_ID_BLOCK 1024
 
 typedef enum { ROLE_NONE, ROLE_AGENT, ROLE_CLIENT } role_t;
 
@@ -95,6 +96,9 @@ typedef struct {
     char allowed_dir[JM_PATH_MAX];
     struct timespec allowed_mtime;
     uint64_t next_job_id;
+    uint64_t job_id_reserved; /* job ids up to this are reserved in meta */
+    const char *losing_site;  /* set while jm_xfer_peer_lost runs for it */
+    size_t results_waiting;   /* result files waiting for their site */
     bool progress_dirty;
     bool bytes_dirty;
     char endpoint_file[JM_PATH_MAX];
@@ -267,6 +271,12 @@ s_task_set (coord_t *self, jm_ctask_t *t, jm_task_state_t to)
     }
     jm_debug ("task %u of %s: %s -> %s", t->idx, sub->id, jm_task_state_name (t->state),
               jm_task_state_name (to));
+    if (t->state == JM_TASK_FETCHING && t->results_stored) {
+        jm_wfiles_t keep = t->results;
+        t->results = (jm_wfiles_t){0};
+        jm_coord_db_task_results (self->db, sub, t);
+        t->results = keep;
+    }
     sub->counts[t->state]--;
     sub->counts[to]++;
     t->state = to;
@@ -280,13 +290,22 @@ s_task_set (coord_t *self, jm_ctask_t *t, jm_task_state_t to)
     return 0;
 }
 
+/* Free t's fetch bookkeeping, keeping the count of waiting results. */
+static void
+s_results_clear (coord_t *self, jm_ctask_t *t)
+{
+    assert (self->results_waiting >= t->results_waiting);
+    self->results_waiting -= t->results_waiting;
+    jm_ctask_results_clear (t);
+}
+
 static void
 s_task_fail (coord_t *self, jm_ctask_t *t, const char *reason)
 {
     s_set (&t->reason, reason);
-    if (t->results_left > 0)
+    if (t->results_left > t->results_waiting)
         zlist_append (self->forget, t);
-    jm_ctask_results_clear (t);
+    s_results_clear (self, t);
     if (jm_task_transition_ok (t->state, JM_TASK_FAILED))
         jm_info ("task %u (%s) of %s FAILED: %s", t->idx, t->path, t->sub->id, reason);
     s_task_set (self, t, JM_TASK_FAILED);
@@ -309,6 +328,14 @@ s_send_job (coord_t *self, site_t *site, jm_csub_t *sub)
     job_t *job = calloc (1, sizeof *job);
     assert (job);
     job->id = ++self->next_job_id;
+    if (job->id > self->job_id_reserved) {
+        /* an agent may report on this job after a crash of this process:
+           its id must never be handed out again, so reserve ids durably
+           before the first of them leaves */
+        self->job_id_reserved = job->id + S_JOB_ID_BLOCK;
+        jm_coord_db_meta_set (self->db, "job_id_reserved", self->job_id_reserved);
+        jm_db_commit (self->db);
+    }
     job->sub = sub;
     job->site = s_dup (site->name);
     job->idx = calloc (sub->group_size < 1024 ? sub->group_size : 1024, sizeof (uint32_t));
@@ -392,7 +419,7 @@ s_xfer_send (void *arg, const char *peer, jm_msg_t **msg_p)
 static void
 s_task_finish_fetch (coord_t *self, jm_ctask_t *t)
 {
-    jm_ctask_results_clear (t);
+    s_results_clear (self, t);
     if (t->exit_code == 0 && (!t->reason || !*t->reason))
         s_task_set (self, t, JM_TASK_DONE);
     else {
@@ -438,13 +465,23 @@ s_xfer_done (void *arg, const char *peer, const char *hash, int ok, const char *
     }
     size_t i;
     for (i = 0; i < t->results.n; i++)
-        if (!t->result_done[i] && strcmp (t->results.v[i].hash, hash) == 0)
+        if (!t->result_done[i] && !t->result_wait[i] && strcmp (t->results.v[i].hash, hash) == 0)
             break;
     if (i == t->results.n)
         return;
+    const jm_wfile_t *f = &t->results.v[i];
+    if (ok != 0 && self->losing_site && strcmp (peer, self->losing_site) == 0) {
+        /* the connection went, not the file: it is still in the agent's
+           store; fetch it again when the site is back */
+        t->result_wait[i] = true;
+        t->results_waiting++;
+        self->results_waiting++;
+        jm_info ("result file '%s' of task %u of %s waits for site %s to come back", f->path,
+                 t->idx, t->sub->id, peer);
+        return;
+    }
     t->result_done[i] = true;
     t->results_left--;
-    const jm_wfile_t *f = &t->results.v[i];
     char err[2048];
     if (ok != 0) {
         snprintf (err, sizeof err, "cannot fetch result file '%s' from site %s: %s", f->path, peer,
@@ -607,14 +644,17 @@ s_on_task_end (coord_t *self, site_t *site, jm_msg_t *msg)
     s_set (&t->reason, msg->reason);
     if (s_task_set (self, t, JM_TASK_FETCHING) != 0)
         return;
-    jm_ctask_results_clear (t);
+    s_results_clear (self, t);
     for (size_t i = 0; i < msg->files.n; i++) {
         const jm_wfile_t *f = &msg->files.v[i];
         jm_wfiles_push (&t->results, f->path, f->hash, f->size, f->mode);
     }
     t->results_left = t->results.n;
     t->result_done = calloc (t->results.n + 1, sizeof (bool));
-    assert (t->result_done);
+    t->result_wait = calloc (t->results.n + 1, sizeof (bool));
+    assert (t->result_done && t->result_wait);
+    if (t->results.n > 0)
+        jm_coord_db_task_results (self->db, t->sub, t);
     if (t->results.n == 0) {
         s_task_finish_fetch (self, t);
         return;
@@ -658,6 +698,64 @@ s_on_fetch (coord_t *self, peer_t *peer, jm_msg_t *msg)
     }
 }
 
+/*  The connection to site went (silence or a new session): its result
+    fetches in flight are not failed but wait for the site to come back
+    (s_xfer_done), since the files are still in the agent's store.
+    Tasks out at the site stay assigned to it: the agent reports them
+    when it is back. */
+static void
+s_xfer_peer_lost (coord_t *self, site_t *site, const char *reason)
+{
+    self->losing_site = site->name;
+    jm_xfer_peer_lost (self->xfer, site->name, reason);
+    self->losing_site = NULL;
+}
+
+/*  Site is back (HELLO, or heard from again after it was lost): want the
+    result files that wait for it again.  Only a NOFILE (or a failed
+    verification) from the agent fails their task now. */
+static void
+s_site_resume_fetches (coord_t *self, site_t *site)
+{
+    if (self->results_waiting == 0)
+        return;
+    size_t n = 0;
+    for (jm_csub_t *sub = zlist_first (self->subs); sub && self->results_waiting > 0;
+         sub = zlist_next (self->subs)) {
+        if (sub->state != JM_SUB_ACTIVE)
+            continue;
+        for (size_t k = 0; k < sub->ntasks && self->results_waiting > 0; k++) {
+            jm_ctask_t *t = &sub->tasks[k];
+            if (t->state != JM_TASK_FETCHING || t->results_waiting == 0 ||
+                strcmp (t->site, site->name) != 0)
+                continue;
+            /* done() may run inside want() and finish or fail t (which
+               frees its arrays): re-check after every call */
+            for (size_t i = 0; t->state == JM_TASK_FETCHING && t->result_wait && i < t->results.n &&
+                               t->results_waiting > 0;
+                 i++) {
+                if (!t->result_wait[i])
+                    continue;
+                t->result_wait[i] = false;
+                t->results_waiting--;
+                self->results_waiting--;
+                n++;
+                char hash[JM_HASH_HEX];
+                snprintf (hash, sizeof hash, "%s", t->results.v[i].hash);
+                if (jm_xfer_want (self->xfer, site->name, hash, t->results.v[i].size, t->job_id,
+                                  t) < 0) {
+                    char err[512];
+                    snprintf (err, sizeof err, "result file of task %u has an invalid hash",
+                              t->idx);
+                    s_task_fail (self, t, err);
+                }
+            }
+        }
+    }
+    if (n)
+        jm_info ("site %s is back: fetching %zu result files again", site->name, n);
+}
+
 static void
 s_site_lost (coord_t *self, site_t *site, const char *why)
 {
@@ -667,7 +765,7 @@ s_site_lost (coord_t *self, site_t *site, const char *why)
     jm_coord_db_site_state (self->db, site->name, "lost", time (NULL));
     char reason[512];
     snprintf (reason, sizeof reason, "site %s lost: %s", site->name, why);
-    jm_xfer_peer_lost (self->xfer, site->name, reason);
+    s_xfer_peer_lost (self, site, reason);
 }
 
 static void
@@ -684,6 +782,7 @@ s_on_agent (coord_t *self, peer_t *peer, jm_msg_t *msg)
         site->lost = false;
         jm_info ("site %s is back", site->name);
         jm_coord_db_site_state (self->db, site->name, "up", time (NULL));
+        s_site_resume_fetches (self, site);
     }
     switch (msg->id) {
     case JM_MSG_HEARTBEAT: {
@@ -969,7 +1068,7 @@ s_on_cancel (coord_t *self, peer_t *peer, jm_msg_t *msg)
             continue;
         if (t->state == JM_TASK_FETCHING) {
             jm_xfer_forget (self->xfer, t);
-            jm_ctask_results_clear (t);
+            s_results_clear (self, t);
         }
         if (s_task_set (self, t, JM_TASK_CANCELLED) == 0)
             n++;
@@ -1108,7 +1207,7 @@ s_on_hello (coord_t *self, zframe_t *rid, const char *key, zframe_t *body, jm_ms
             zhashx_delete (self->peers, site->peer_key);
             char reason[256];
             snprintf (reason, sizeof reason, "site %s reconnected during the transfer", site->name);
-            jm_xfer_peer_lost (self->xfer, site->name, reason);
+            s_xfer_peer_lost (self, site, reason);
         }
         s_set (&site->peer_key, key);
         zframe_destroy (&site->rid);
@@ -1130,6 +1229,11 @@ s_on_hello (coord_t *self, zframe_t *rid, const char *key, zframe_t *body, jm_ms
     jm_msg_t *welcome = jm_msg_new (JM_MSG_WELCOME);
     welcome->heartbeat_ms = self->cfg->heartbeat_ms;
     s_send (self, rid, &welcome);
+    if (agent) {
+        site_t *site = (site_t *)zhashx_lookup (self->sites, msg->name);
+        if (site)
+            s_site_resume_fetches (self, site);
+    }
 }
 
 static void
@@ -1364,12 +1468,18 @@ s_load_state (coord_t *self, char *err, size_t errlen)
         for (size_t i = 0; i < sub->ntasks; i++) {
             jm_ctask_t *t = &sub->tasks[i];
             if (t->state >= JM_TASK_STAGING && t->state <= JM_TASK_FETCHING) {
-                /* recovery, not a transition of the table (FETCHING -> PENDING) */
+                /* recovery, not a transition of the table (FETCHING -> PENDING);
+                   a report on the old job is ignored: its job id is unknown
+                   now and never handed out again (job_id_reserved) */
                 t->state = JM_TASK_PENDING;
                 s_set (&t->site, "");
                 t->job_id = 0;
                 jm_coord_db_task_update (self->db, sub, t);
                 requeued++;
+            }
+            if (t->state != JM_TASK_FETCHING && (t->results_stored || t->results.n)) {
+                jm_ctask_results_clear (t);
+                jm_coord_db_task_results (self->db, sub, t);
             }
             if (t->state == JM_TASK_PENDING)
                 jm_csub_pending_push (sub, t->idx);
@@ -1382,6 +1492,9 @@ s_load_state (coord_t *self, char *err, size_t errlen)
     zlist_destroy (&list);
     jm_coord_db_jobs_abandon (self->db, "ABANDONED");
     self->next_job_id = jm_coord_db_max_job_id (self->db);
+    self->job_id_reserved = jm_coord_db_meta_get (self->db, "job_id_reserved", 0);
+    if (self->next_job_id < self->job_id_reserved)
+        self->next_job_id = self->job_id_reserved;
     if (requeued)
         jm_warn ("%zu tasks that were at agents when the coordinator stopped are PENDING again",
                  requeued);

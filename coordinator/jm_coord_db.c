@@ -83,7 +83,10 @@ jm_ctask_results_clear (jm_ctask_t *task)
     jm_wfiles_clear (&task->results);
     free (task->result_done);
     task->result_done = NULL;
+    free (task->result_wait);
+    task->result_wait = NULL;
     task->results_left = 0;
+    task->results_waiting = 0;
 }
 
 void
@@ -196,7 +199,14 @@ static const char *s_schema =
     "  name TEXT PRIMARY KEY, pubkey TEXT NOT NULL, scheduler TEXT NOT NULL,"
     "  slots INTEGER NOT NULL, host TEXT NOT NULL, state TEXT NOT NULL,"
     "  last_seen INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS files (hash TEXT PRIMARY KEY, size INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS files (hash TEXT PRIMARY KEY, size INTEGER NOT NULL);"
+    /* added within schema version 1 (created when missing, ignored by
+       older builds): result lists of FETCHING tasks, counters */
+    "CREATE TABLE IF NOT EXISTS task_results ("
+    "  sub_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL,"
+    "  hash TEXT NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS task_results_sub ON task_results (sub_id, idx);"
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
 int
 jm_coord_db_init (jm_db_t *db, char *err, size_t errlen)
@@ -460,6 +470,26 @@ jm_coord_db_load (jm_db_t *db, zlist_t *list, char *err, size_t errlen)
         sqlite3_reset (fs);
         if (rc != SQLITE_DONE)
             goto fail_db;
+        sqlite3_stmt *rs = jm_db_stmt (db, "SELECT idx, path, hash, size, mode FROM task_results "
+                                           "WHERE sub_id = ? ORDER BY idx, rowid");
+        if (!rs)
+            goto fail_db;
+        BIND_TEXT (rs, 1, sub->id);
+        while ((rc = sqlite3_step (rs)) == SQLITE_ROW) {
+            int64_t idx = sqlite3_column_int64 (rs, 0);
+            if (idx < 0 || (size_t)idx >= sub->ntasks)
+                continue;
+            jm_ctask_t *t = &sub->tasks[idx];
+            t->results_stored = true;
+            if (t->state != JM_TASK_FETCHING)
+                continue; /* stale rows: dropped when the task is next written */
+            jm_wfiles_push (&t->results, s_col (rs, 1), s_col (rs, 2),
+                            (uint64_t)sqlite3_column_int64 (rs, 3),
+                            (uint32_t)sqlite3_column_int64 (rs, 4));
+        }
+        sqlite3_reset (rs);
+        if (rc != SQLITE_DONE)
+            goto fail_db;
         sqlite3_stmt *cs = jm_db_stmt (db, "SELECT path, hash, size, mode FROM common_files "
                                            "WHERE sub_id = ? ORDER BY rowid");
         if (!cs)
@@ -541,6 +571,70 @@ jm_coord_db_sub_update (jm_db_t *db, const jm_csub_t *sub)
     sqlite3_bind_int64 (st, 2, (int64_t)sub->bytes_sent);
     BIND_TEXT (st, 3, sub->id);
     return s_write (db, st, "submission state");
+}
+
+int
+jm_coord_db_task_results (jm_db_t *db, const jm_csub_t *sub, jm_ctask_t *task)
+{
+    if (jm_db_begin (db))
+        return -1;
+    if (task->results_stored) {
+        sqlite3_stmt *st = jm_db_stmt (db, "DELETE FROM task_results WHERE sub_id = ? AND idx = ?");
+        if (!st)
+            return -1;
+        BIND_TEXT (st, 1, sub->id);
+        sqlite3_bind_int64 (st, 2, task->idx);
+        if (s_write (db, st, "task results"))
+            return -1;
+        task->results_stored = false;
+    }
+    if (task->results.n == 0)
+        return 0;
+    sqlite3_stmt *st = jm_db_stmt (db, "INSERT INTO task_results (sub_id, idx, path, hash, size, "
+                                       "mode) VALUES (?,?,?,?,?,?)");
+    if (!st)
+        return -1;
+    for (size_t i = 0; i < task->results.n; i++) {
+        const jm_wfile_t *f = &task->results.v[i];
+        BIND_TEXT (st, 1, sub->id);
+        sqlite3_bind_int64 (st, 2, task->idx);
+        BIND_TEXT (st, 3, f->path);
+        BIND_TEXT (st, 4, f->hash);
+        sqlite3_bind_int64 (st, 5, (int64_t)f->size);
+        sqlite3_bind_int64 (st, 6, f->mode);
+        if (s_write (db, st, "task result"))
+            return -1;
+    }
+    task->results_stored = true;
+    return 0;
+}
+
+uint64_t
+jm_coord_db_meta_get (jm_db_t *db, const char *key, uint64_t dflt)
+{
+    sqlite3_stmt *st = jm_db_stmt (db, "SELECT value FROM meta WHERE key = ?");
+    if (!st)
+        return dflt;
+    BIND_TEXT (st, 1, key);
+    uint64_t value = dflt;
+    if (sqlite3_step (st) == SQLITE_ROW)
+        value = (uint64_t)sqlite3_column_int64 (st, 0);
+    sqlite3_reset (st);
+    return value;
+}
+
+int
+jm_coord_db_meta_set (jm_db_t *db, const char *key, uint64_t value)
+{
+    if (jm_db_begin (db))
+        return -1;
+    sqlite3_stmt *st = jm_db_stmt (db, "INSERT INTO meta (key, value) VALUES (?,?) "
+                                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    if (!st)
+        return -1;
+    BIND_TEXT (st, 1, key);
+    sqlite3_bind_int64 (st, 2, (int64_t)value);
+    return s_write (db, st, "counter");
 }
 
 int

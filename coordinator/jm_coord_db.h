@@ -32,10 +32,14 @@ typedef struct {
     char *reason; /* "" when none */
     char *site;   /* "" when never dispatched */
     uint64_t job_id;
-    /* run time only (not stored): results being fetched */
+    /* results being fetched (FETCHING): the TASK_END's file list, also
+       kept in table task_results while the task is FETCHING */
     jm_wfiles_t results;
-    bool *result_done;
-    size_t results_left;
+    bool *result_done;      /* run time: per result, copied out */
+    bool *result_wait;      /* run time: per result, waiting for its site to come back */
+    size_t results_left;    /* results not yet done */
+    size_t results_waiting; /* of those, waiting for the site */
+    bool results_stored;    /* task_results holds rows for this task */
 } jm_ctask_t;
 
 typedef enum { JM_SUB_ACTIVE, JM_SUB_DONE, JM_SUB_FAILED, JM_SUB_CANCELLED } jm_sub_state_t;
@@ -75,7 +79,7 @@ void jm_csub_pending_push (jm_csub_t *self, uint32_t idx);
 /* Next PENDING task index (skipping stale entries) or -1. */
 int64_t jm_csub_pending_pop (jm_csub_t *self);
 bool jm_csub_has_pending (jm_csub_t *self);
-/* Free a task's fetch bookkeeping. */
+/* Free a task's fetch bookkeeping (results_stored is left alone). */
 void jm_ctask_results_clear (jm_ctask_t *task);
 
 /* Free the contents of wire lists (not the struct itself). */
@@ -90,12 +94,20 @@ int jm_coord_db_init (jm_db_t *db, char *err, size_t errlen);
 int jm_coord_db_insert_sub (jm_db_t *db, const jm_csub_t *sub, char *err, size_t errlen);
 
 /* Load every submission, oldest first, into list (of jm_csub_t*, caller
-   destroys each).  Tasks keep their stored state.  0 or -1 + err. */
+   destroys each).  Tasks keep their stored state; FETCHING tasks get
+   their stored result list in results (results_stored set).  0 or -1 +
+   err. */
 int jm_coord_db_load (jm_db_t *db, zlist_t *list, char *err, size_t errlen);
 
 /* Updates (batched). 0 or -1 (logged). */
 int jm_coord_db_task_update (jm_db_t *db, const jm_csub_t *sub, const jm_ctask_t *task);
 int jm_coord_db_sub_update (jm_db_t *db, const jm_csub_t *sub);
+/* Replace the task's stored result list (table task_results) by
+   task->results (none: the rows are deleted).  Sets results_stored. */
+int jm_coord_db_task_results (jm_db_t *db, const jm_csub_t *sub, jm_ctask_t *task);
+/* Small persistent counters (table meta): value of key, or dflt. */
+uint64_t jm_coord_db_meta_get (jm_db_t *db, const char *key, uint64_t dflt);
+int jm_coord_db_meta_set (jm_db_t *db, const char *key, uint64_t value);
 int jm_coord_db_job_insert (jm_db_t *db, uint64_t job_id, const char *sub_id, const char *site,
                             const char *state, int64_t created);
 int jm_coord_db_job_state (jm_db_t *db, uint64_t job_id, const char *state);

@@ -702,25 +702,106 @@ test_bad_messages (void **state)
 }
 
 static void
-test_site_lost (void **state)
+s_wait_state (zsock_t *client, const char *sub_id, uint64_t idx, const char *want)
 {
-    (void)state;
+    jm_msg_t *r = s_wait_task (client, sub_id, idx, want);
+    jm_msg_destroy (&r);
+}
+
+/* Restart the coordinator with heartbeat_ms (config.yml rewritten). */
+static void
+s_restart_with_heartbeat (int ms)
+{
+    char path[400], text[128];
+    snprintf (path, sizeof path, "%s/config.yml", s_home);
+    snprintf (text, sizeof text, "bind: 'tcp://127.0.0.1:*'\nheartbeat_ms: %d\n", ms);
+    s_write (path, text);
+    s_stop_coord ();
+    s_start_coord ();
+}
+
+static zsock_t *
+s_client_ready (void)
+{
     zsock_t *client = s_client ();
     s_hello (client, "client", "");
     jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
     jm_msg_destroy (&w);
-    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, s_wb);
-    sub->group_size = 1;
-    sub->para_deg = 1;
-    s_task (sub, "lost0");
-    char *sub_id = s_submit_ok (client, sub, 1);
+    return client;
+}
 
+/* A new agent session for siteA (fresh socket, so a new routing id). */
+static zsock_t *
+s_agent_ready (uint64_t *hb_p)
+{
     zsock_t *agent = s_agent_sock ("good");
     s_hello (agent, "agent", "siteA");
-    w = s_expect (agent, JM_MSG_WELCOME);
-    uint64_t hb = w->heartbeat_ms;
+    jm_msg_t *w = s_expect (agent, JM_MSG_WELCOME);
+    if (hb_p)
+        *hb_p = w->heartbeat_ms;
     jm_msg_destroy (&w);
+    return agent;
+}
+
+static void
+s_task_end (zsock_t *agent, uint64_t tid, const char *file, const char *hash, size_t size)
+{
+    jm_msg_t *te = jm_msg_new (JM_MSG_TASK_END);
+    te->task_id = tid;
+    te->exit_code = 0;
+    jm_str_set (&te->reason, "");
+    if (file)
+        jm_wfiles_push (&te->files, file, hash, size, 0644);
+    s_send (agent, te);
+}
+
+static void
+s_assert_task (zsock_t *client, const char *sub_id, size_t idx, const char *want)
+{
+    jm_msg_t *r = s_status (client, sub_id);
+    assert_true (idx < r->tstats.n);
+    if (strcmp (r->tstats.v[idx].state, want) != 0)
+        fail_msg ("task %zu of %s is %s (%s), expected %s", idx, sub_id, r->tstats.v[idx].state,
+                  r->tstats.v[idx].reason, want);
+    jm_msg_destroy (&r);
+}
+
+static void
+s_assert_file (const char *rel, const char *want)
+{
+    char path[600];
+    snprintf (path, sizeof path, "%s/%s", s_wb, rel);
+    char *got = s_slurp (path);
+    if (!got)
+        fail_msg ("result %s missing", path);
+    assert_string_equal (got, want);
+    free (got);
+}
+
+/*  A site that goes silent, or whose agent reconnects, loses no results:
+    fetches in flight wait for the site and are asked again when it says
+    HELLO (new session) or is heard from again (same session); tasks still
+    out at the site stay assigned and are accepted from the new session;
+    only a NOFILE fails a task, naming the file. */
+static void
+test_site_lost (void **state)
+{
+    (void)state;
+    s_restart_with_heartbeat (200);
+    zsock_t *client = s_client_ready ();
+    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, s_wb);
+    sub->group_size = 4;
+    sub->para_deg = 4;
+    s_task (sub, "lost0");
+    s_task (sub, "lost1");
+    s_task (sub, "lost2");
+    s_task (sub, "lost3");
+    char *sub_id = s_submit_ok (client, sub, 4);
+
+    uint64_t hb = 0;
+    zsock_t *agent = s_agent_ready (&hb);
+    assert_int_equal (hb, 200);
     /* heartbeats are answered */
     jm_msg_t *h = jm_msg_new (JM_MSG_HEARTBEAT);
     s_send (agent, h);
@@ -732,32 +813,145 @@ test_site_lost (void **state)
 
     s_credit (agent, 1);
     jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
-    const char *data = "never sent";
+    assert_int_equal (job->tasks.n, 4);
+    uint64_t tid[4];
+    jm_msg_t *ts = jm_msg_new (JM_MSG_TASK_STARTED);
+    for (int i = 0; i < 4; i++) {
+        tid[i] = job->tasks.v[i].id;
+        jm_u64s_push (&ts->ids, tid[i]);
+    }
+    s_send (agent, ts);
+    jm_msg_destroy (&job);
+    s_wait_state (client, sub_id, 3, "RUNNING");
+
+    /* task 0 ends; the agent goes away before serving the FETCH */
+    const char *data0 = "result of lost0, kept by the agent\n";
+    char hash0[JM_HASH_HEX];
+    jm_sha256_buf (data0, strlen (data0), hash0);
+    s_task_end (agent, tid[0], "out.dat", hash0, strlen (data0));
+    jm_msg_t *f = s_expect (agent, JM_MSG_FETCH);
+    assert_string_equal (f->hash, hash0);
+    jm_msg_destroy (&f);
+    zsock_destroy (&agent);
+
+    /* silent for well over 3 heartbeat intervals: the site is lost, but
+       nothing fails and the running tasks stay with the site */
+    zclock_sleep ((int)(6 * hb));
+    s_assert_task (client, sub_id, 0, "FETCHING");
+    s_assert_task (client, sub_id, 1, "RUNNING");
+
+    /* the agent comes back on a new connection: the fetch is asked again */
+    agent = s_agent_ready (NULL);
+    s_serve_fetches (agent, hash0, data0, strlen (data0));
+    s_wait_state (client, sub_id, 0, "DONE");
+    s_assert_file ("lost0/out.dat", data0);
+
+    /* a task of the old session's job, reported by the new session */
+    const char *data1 = "result of lost1 after the reconnect\n";
+    char hash1[JM_HASH_HEX];
+    jm_sha256_buf (data1, strlen (data1), hash1);
+    s_task_end (agent, tid[1], "out.dat", hash1, strlen (data1));
+    s_serve_fetches (agent, hash1, data1, strlen (data1));
+    s_wait_state (client, sub_id, 1, "DONE");
+    s_assert_file ("lost1/out.dat", data1);
+
+    /* same session: the agent falls silent during a fetch (as when it is
+       stopped), the site is lost, then it speaks again */
+    const char *data3 = "result of lost3 after a pause\n";
+    char hash3[JM_HASH_HEX];
+    jm_sha256_buf (data3, strlen (data3), hash3);
+    s_task_end (agent, tid[3], "res/out3.dat", hash3, strlen (data3));
+    f = s_expect (agent, JM_MSG_FETCH);
+    assert_string_equal (f->hash, hash3);
+    jm_msg_destroy (&f);
+    zclock_sleep ((int)(6 * hb));
+    s_assert_task (client, sub_id, 3, "FETCHING");
+    h = jm_msg_new (JM_MSG_HEARTBEAT);
+    s_send (agent, h);
+    s_serve_fetches (agent, hash3, data3, strlen (data3));
+    s_wait_state (client, sub_id, 3, "DONE");
+    s_assert_file ("lost3/res/out3.dat", data3);
+
+    /* the agent no longer has a file: NOFILE fails the task, naming it */
+    char hash2[JM_HASH_HEX];
+    jm_sha256_buf ("gone", 4, hash2);
+    s_task_end (agent, tid[2], "gone.dat", hash2, 4);
+    f = s_expect (agent, JM_MSG_FETCH);
+    assert_string_equal (f->hash, hash2);
+    jm_msg_destroy (&f);
+    jm_msg_t *nf = jm_msg_new (JM_MSG_NOFILE);
+    memcpy (nf->hash, hash2, JM_HASH_HEX);
+    jm_str_set (&nf->reason, "not in the agent's store");
+    s_send (agent, nf);
+    jm_msg_t *r = s_wait_task (client, sub_id, 2, "FAILED");
+    assert_non_null (strstr (r->tstats.v[2].reason, "gone.dat"));
+    assert_string_equal (r->subs.v[0].state, "FAILED");
+    assert_int_equal (r->subs.v[0].counts.v[JM_TASK_DONE], 3);
+    jm_msg_destroy (&r);
+
+    free (sub_id);
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+    s_restart_with_heartbeat (1000);
+}
+
+/*  After a coordinator restart the tasks that were out are PENDING again;
+    an agent's report on the old job is ignored, also once the task is in
+    a new job (whose id differs from every id handed out before). */
+static void
+test_restart_ignores_old_reports (void **state)
+{
+    (void)state;
+    zsock_t *client = s_client_ready ();
+    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, s_wb);
+    sub->group_size = 1;
+    sub->para_deg = 1;
+    s_task (sub, "again0");
+    char *sub_id = s_submit_ok (client, sub, 1);
+    zsock_t *agent = s_agent_ready (NULL);
+    s_credit (agent, 1);
+    jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
+    uint64_t old_job = job->job_id, old_tid = job->tasks.v[0].id;
+    jm_msg_destroy (&job);
+    jm_msg_t *ts = jm_msg_new (JM_MSG_TASK_STARTED);
+    jm_u64s_push (&ts->ids, old_tid);
+    s_send (agent, ts);
+    s_wait_state (client, sub_id, 0, "RUNNING");
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+
+    s_stop_coord ();
+    s_start_coord ();
+    client = s_client_ready ();
+    s_assert_task (client, sub_id, 0, "PENDING");
+    agent = s_agent_ready (NULL);
+    /* the old job's report: ignored, the task stays PENDING */
+    const char *data = "stale";
     char hash[JM_HASH_HEX];
     jm_sha256_buf (data, strlen (data), hash);
-    jm_msg_t *te = jm_msg_new (JM_MSG_TASK_END);
-    te->task_id = job->tasks.v[0].id;
-    te->exit_code = 0;
-    jm_str_set (&te->reason, "");
-    jm_wfiles_push (&te->files, "out.dat", hash, strlen (data), 0644);
-    s_send (agent, te);
+    s_task_end (agent, old_tid, "out.dat", hash, strlen (data));
+    jm_msg_t *js = jm_msg_new (JM_MSG_JOB_STATE);
+    js->job_id = old_job;
+    jm_str_set (&js->state, "FAILED");
+    jm_str_set (&js->reason, "old job");
+    s_send (agent, js);
+    assert_null (s_recv (agent, 300)); /* no FETCH for it */
+    s_assert_task (client, sub_id, 0, "PENDING");
+
+    /* the task goes out in a new job; the old report still does not count */
+    s_credit (agent, 1);
+    job = s_expect (agent, JM_MSG_JOB);
+    assert_true (job->job_id > old_job);
+    uint64_t new_tid = job->tasks.v[0].id;
+    assert_int_not_equal (new_tid, old_tid);
     jm_msg_destroy (&job);
-    jm_msg_t *f = s_expect (agent, JM_MSG_FETCH);
-    assert_string_equal (f->hash, hash);
-    jm_msg_destroy (&f);
-    /* the agent falls silent: after 3 heartbeat intervals the site is
-       lost and the fetch fails the task */
-    jm_msg_t *r = NULL;
-    for (int i = 0; i < (int)(hb * 6 / 100) + 20; i++) {
-        r = s_status (client, sub_id);
-        if (strcmp (r->tstats.v[0].state, "FAILED") == 0)
-            break;
-        jm_msg_destroy (&r);
-        zclock_sleep (100);
-    }
-    assert_non_null (r);
-    assert_string_equal (r->tstats.v[0].state, "FAILED");
-    assert_non_null (strstr (r->tstats.v[0].reason, "lost"));
+    s_task_end (agent, old_tid, "out.dat", hash, strlen (data));
+    assert_null (s_recv (agent, 300));
+    s_assert_task (client, sub_id, 0, "STAGING");
+    s_task_end (agent, new_tid, NULL, NULL, 0);
+    jm_msg_t *r = s_wait_task (client, sub_id, 0, "DONE");
+    assert_string_equal (r->subs.v[0].state, "DONE");
     jm_msg_destroy (&r);
     free (sub_id);
     zsock_destroy (&agent);
@@ -844,6 +1038,7 @@ main (void)
         cmocka_unit_test (test_bad_submit),
         cmocka_unit_test (test_bad_messages),
         cmocka_unit_test (test_site_lost),
+        cmocka_unit_test (test_restart_ignores_old_reports),
         cmocka_unit_test (test_throughput),
     };
     return cmocka_run_group_tests (tests, group_setup, group_teardown);
