@@ -5,7 +5,13 @@
     A job goes STAGING (files fetched into <home>/store by jm_xfer) ->
     placed under <root>/<sub_id>/ -> job script submitted (QUEUED) -> first
     task start (RUNNING) -> TASK_END per task as it finishes -> DONE + CREDIT
-    when the job's process ends. */
+    when the job's process ends.
+
+    File work that may block for seconds (copying staged objects out to
+    the work directories, hashing result files into the store) runs on a
+    jm_worker actor; its replies come back through this loop.  A task's
+    TASK_END is sent when the worker has imported its results, and a job's
+    DONE only after all of its TASK_ENDs. */
 #define _GNU_SOURCE
 #include "jm_agent.h"
 #include "jm_jobscript.h"
@@ -16,8 +22,10 @@
 #include "jm_sched.h"
 #include "jm_store.h"
 #include "jm_util.h"
+#include "jm_worker.h"
 #include "jm_xfer.h"
 
+#include <assert.h>
 #include <czmq.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +42,33 @@
 
 typedef struct _s_agent_t s_agent_t;
 
+/* A TASK_END waiting for the worker to import the task's files. */
+typedef struct {
+    uint64_t job_id;
+    jm_msg_t *msg; /* TASK_END; files are appended from the reply */
+    char *reason;  /* reason so far, malloc'ed */
+    size_t first;  /* its files are items first .. first+n-1 */
+    size_t n;
+} s_end_t;
+
+/* A request to the file worker and what to do with its reply.  Import:
+   ends (items name the task directory and the file); place: one job's
+   staged files (tidx -1 = common file fidx, else task tidx's forward file
+   fidx). */
+typedef struct {
+    bool place;
+    uint64_t job_id;
+    jm_worker_item_t *items;
+    size_t n, cap;
+    zlist_t *strings; /* owns the items' strings until submitted */
+    s_end_t *ends;
+    size_t nends, ends_cap;
+    struct {
+        int tidx;
+        size_t fidx;
+    } * what;
+} s_req_t;
+
 typedef struct {
     s_agent_t *agent;
     uint64_t id;
@@ -43,8 +78,11 @@ typedef struct {
     bool submitted; /* handed to the backend */
     bool running;   /* JOB_STATE RUNNING sent */
     bool cancelled;
-    bool *ended;     /* per task index */
-    zhashx_t *index; /* "task_id" -> task index + 1 */
+    bool placing;       /* files being placed by the worker */
+    bool over;          /* the job's process has ended */
+    size_t ends_queued; /* TASK_ENDs waiting for the worker */
+    bool *ended;        /* per task index */
+    zhashx_t *index;    /* "task_id" -> task index + 1 */
 } s_job_t;
 
 struct _s_agent_t {
@@ -57,6 +95,9 @@ struct _s_agent_t {
     char coord_key[41];
     jm_store_t *store;
     jm_xfer_t *xfer;
+    jm_worker_t *worker;
+    zhashx_t *reqs; /* "request id" -> s_req_t *: worker requests */
+    s_req_t *batch; /* imports collected in this event callback */
     char root[PATH_MAX];
     int rootfd;
     char host[256];
@@ -282,69 +323,79 @@ s_describe_hash (s_job_t *job, const char *hash, char *buf, size_t len)
     snprintf (buf, len, "file %s", hash);
 }
 
-/* Places the files, writes the job script and submits it. */
+/* ------------------------------------------------------------------ */
+/* Worker requests */
+
+static s_req_t *
+s_req_new (bool place, uint64_t job_id)
+{
+    s_req_t *req = calloc (1, sizeof *req);
+    assert (req);
+    req->place = place;
+    req->job_id = job_id;
+    req->strings = zlist_new ();
+    return req;
+}
+
 static void
-s_job_launch (s_job_t *job)
+s_req_destroy (s_req_t **req_p)
+{
+    s_req_t *req = *req_p;
+    if (!req)
+        return;
+    for (size_t i = 0; i < req->nends; i++) {
+        jm_msg_destroy (&req->ends[i].msg);
+        free (req->ends[i].reason);
+    }
+    free (req->ends);
+    free (req->items);
+    free (req->what);
+    zlist_destroy (&req->strings);
+    free (req);
+    *req_p = NULL;
+}
+
+/* A copy of s that lives as long as req. */
+static const char *
+s_req_str (s_req_t *req, const char *s)
+{
+    char *copy = strdup (s);
+    assert (copy);
+    zlist_append (req->strings, copy);
+    zlist_freefn (req->strings, copy, free, true);
+    return copy;
+}
+
+static jm_worker_item_t *
+s_req_item (s_req_t *req, int tidx, size_t fidx)
+{
+    if (req->n == req->cap) {
+        req->cap = req->cap ? 2 * req->cap : 16;
+        req->items = realloc (req->items, req->cap * sizeof *req->items);
+        req->what = realloc (req->what, req->cap * sizeof *req->what);
+        assert (req->items && req->what);
+    }
+    req->what[req->n].tidx = tidx;
+    req->what[req->n].fidx = fidx;
+    jm_worker_item_t *it = &req->items[req->n++];
+    memset (it, 0, sizeof *it);
+    return it;
+}
+
+static void
+s_req_register (s_agent_t *self, s_req_t *req, uint64_t id)
+{
+    char key[32];
+    zhashx_insert (self->reqs, s_key (id, key, sizeof key), req);
+}
+
+/* Writes the job script and submits it. */
+static void
+s_job_submit (s_job_t *job)
 {
     s_agent_t *self = job->agent;
     jm_msg_t *m = job->msg;
-    if (job->fail) {
-        char reason[S_REASON_MAX];
-        snprintf (reason, sizeof reason, "%s", job->fail);
-        s_job_fail (job, reason);
-        return;
-    }
     char err[1024], reason[S_REASON_MAX];
-    int wbfd = jm_path_mkdirs_beneath (self->rootfd, m->sub_id, err, sizeof err);
-    if (wbfd < 0) {
-        snprintf (reason, sizeof reason, "cannot create the work base: %s", err);
-        s_job_fail (job, reason);
-        return;
-    }
-    for (size_t i = 0; i < m->common.n; i++) {
-        const jm_wfile_t *f = &m->common.v[i];
-        char *key = zsys_sprintf ("%s\n%s", m->sub_id, f->path);
-        const char *have = zhashx_lookup (self->placed, key);
-        if (!have || strcmp (have, f->hash) != 0) {
-            if (jm_store_copy_out (self->store, f->hash, wbfd, f->path,
-                                   f->mode ? f->mode & 07777 : 0644, err, sizeof err)) {
-                zstr_free (&key);
-                close (wbfd);
-                snprintf (reason, sizeof reason, "cannot place common file '%s': %s", f->path, err);
-                s_job_fail (job, reason);
-                return;
-            }
-            zhashx_update (self->placed, key, (void *)f->hash);
-        }
-        zstr_free (&key);
-    }
-    for (size_t i = 0; i < m->tasks.n; i++) {
-        const jm_wtask_t *t = &m->tasks.v[i];
-        int tfd = jm_path_mkdirs_beneath (wbfd, t->path, err, sizeof err);
-        if (tfd < 0) {
-            close (wbfd);
-            snprintf (reason, sizeof reason, "task %" PRIu64 ": cannot create its directory: %s",
-                      t->id, err);
-            s_job_fail (job, reason);
-            return;
-        }
-        for (size_t j = 0; j < t->forward.n; j++) {
-            const jm_wfile_t *f = &t->forward.v[j];
-            if (jm_store_copy_out (self->store, f->hash, tfd, f->path,
-                                   f->mode ? f->mode & 07777 : 0644, err, sizeof err)) {
-                close (tfd);
-                close (wbfd);
-                snprintf (reason, sizeof reason,
-                          "task %" PRIu64 ": cannot place forward file '%s': %s", t->id, f->path,
-                          err);
-                s_job_fail (job, reason);
-                return;
-            }
-        }
-        close (tfd);
-    }
-    close (wbfd);
-
     char wb[PATH_MAX + 80], jobdir[PATH_MAX + 80];
     snprintf (wb, sizeof wb, "%s/%s", self->root, m->sub_id);
     snprintf (jobdir, sizeof jobdir, "%s/.jobman/jobs/%" PRIu64, self->root, job->id);
@@ -367,6 +418,124 @@ s_job_launch (s_job_t *job)
     }
     job->submitted = true;
     s_job_state (self, job->id, "QUEUED", "");
+}
+
+/* Creates the work base and task directories (cheap, here) and has the
+   worker place the common and forward files; s_place_done submits. */
+static void
+s_job_launch (s_job_t *job)
+{
+    s_agent_t *self = job->agent;
+    jm_msg_t *m = job->msg;
+    if (job->fail) {
+        char reason[S_REASON_MAX];
+        snprintf (reason, sizeof reason, "%s", job->fail);
+        s_job_fail (job, reason);
+        return;
+    }
+    char err[1024], reason[S_REASON_MAX];
+    int wbfd = jm_path_mkdirs_beneath (self->rootfd, m->sub_id, err, sizeof err);
+    if (wbfd < 0) {
+        snprintf (reason, sizeof reason, "cannot create the work base: %s", err);
+        s_job_fail (job, reason);
+        return;
+    }
+    s_req_t *req = s_req_new (true, job->id);
+    for (size_t i = 0; i < m->common.n; i++) {
+        const jm_wfile_t *f = &m->common.v[i];
+        char *key = zsys_sprintf ("%s\n%s", m->sub_id, f->path);
+        const char *have = zhashx_lookup (self->placed, key);
+        zstr_free (&key);
+        if (have && strcmp (have, f->hash) == 0)
+            continue;
+        jm_worker_item_t *it = s_req_item (req, -1, i);
+        it->dir = m->sub_id;
+        it->rel = f->path;
+        it->hash = f->hash;
+        it->mode = f->mode ? f->mode & 07777 : 0644;
+    }
+    for (size_t i = 0; i < m->tasks.n; i++) {
+        const jm_wtask_t *t = &m->tasks.v[i];
+        int tfd = jm_path_mkdirs_beneath (wbfd, t->path, err, sizeof err);
+        if (tfd < 0) {
+            close (wbfd);
+            s_req_destroy (&req);
+            snprintf (reason, sizeof reason, "task %" PRIu64 ": cannot create its directory: %s",
+                      t->id, err);
+            s_job_fail (job, reason);
+            return;
+        }
+        close (tfd);
+        if (t->forward.n == 0)
+            continue;
+        char *dir = zsys_sprintf ("%s/%s", m->sub_id, t->path);
+        const char *tdir = s_req_str (req, dir);
+        zstr_free (&dir);
+        for (size_t j = 0; j < t->forward.n; j++) {
+            const jm_wfile_t *f = &t->forward.v[j];
+            jm_worker_item_t *it = s_req_item (req, (int)i, j);
+            it->dir = tdir;
+            it->rel = f->path;
+            it->hash = f->hash;
+            it->mode = f->mode ? f->mode & 07777 : 0644;
+        }
+    }
+    close (wbfd);
+    if (req->n == 0) {
+        s_req_destroy (&req);
+        s_job_submit (job);
+        return;
+    }
+    uint64_t id = jm_worker_place (self->worker, self->root, req->items, req->n);
+    if (id == 0) {
+        s_req_destroy (&req);
+        s_job_fail (job, "cannot place the job's files: the agent's file worker has stopped");
+        return;
+    }
+    /* the items' strings (in job->msg) were copied by jm_worker_place */
+    job->placing = true;
+    s_req_register (self, req, id);
+}
+
+/* The worker placed the job's files (reply), or could not (fail). */
+static void
+s_place_done (s_agent_t *self, s_req_t *req, const jm_worker_reply_t *reply, const char *fail)
+{
+    s_job_t *job = s_job_lookup (self, req->job_id);
+    if (!job || !job->placing)
+        return; /* cancelled meanwhile */
+    job->placing = false;
+    const jm_msg_t *m = job->msg;
+    char reason[S_REASON_MAX];
+    if (fail) {
+        snprintf (reason, sizeof reason, "cannot place the job's files: %s", fail);
+        s_job_fail (job, reason);
+        return;
+    }
+    for (size_t i = 0; i < req->n; i++) {
+        const jm_worker_result_t *r = &reply->v[i];
+        if (r->status == JM_WORKER_OK)
+            continue;
+        const char *why = r->error ? r->error : "failed";
+        int tidx = req->what[i].tidx;
+        size_t fidx = req->what[i].fidx;
+        if (tidx < 0)
+            snprintf (reason, sizeof reason, "cannot place common file '%s': %s",
+                      m->common.v[fidx].path, why);
+        else
+            snprintf (reason, sizeof reason, "task %" PRIu64 ": cannot place forward file '%s': %s",
+                      m->tasks.v[tidx].id, m->tasks.v[tidx].forward.v[fidx].path, why);
+        s_job_fail (job, reason);
+        return;
+    }
+    for (size_t i = 0; i < req->n; i++)
+        if (req->what[i].tidx < 0) {
+            const jm_wfile_t *f = &m->common.v[req->what[i].fidx];
+            char *key = zsys_sprintf ("%s\n%s", m->sub_id, f->path);
+            zhashx_update (self->placed, key, (void *)f->hash);
+            zstr_free (&key);
+        }
+    s_job_submit (job);
 }
 
 /* xfer: an object wanted by a job is in the store, or failed. */
@@ -485,41 +654,82 @@ s_reason_add (char *reason, size_t len, const char *fmt, ...)
     va_end (ap);
 }
 
-/* Imports rel (beneath tfd) into the store and lists it.  Returns 0, 1 if
-   missing (ENOENT), -1 on error (reason extended). */
-static int
-s_add_file (s_agent_t *self, int tfd, const char *rel, jm_wfiles_t *files, zhashx_t *seen,
-            char *reason, size_t rlen)
+/* Adds rel (relative to the task directory dir) to the batch once. */
+static void
+s_add_file (s_req_t *req, const char *dir, const char *rel, zhashx_t *seen)
 {
     if (zhashx_lookup (seen, rel))
-        return 0;
-    char err[1024];
-    int fd = jm_path_open_beneath (tfd, rel, O_RDONLY | O_CLOEXEC, 0, err, sizeof err);
-    if (fd < 0) {
-        if (errno == ENOENT)
-            return 1;
-        s_reason_add (reason, rlen, "cannot read '%s': %s", rel, err);
-        return -1;
-    }
-    struct stat st;
-    if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode)) {
-        close (fd);
-        s_reason_add (reason, rlen, "'%s' is not a regular file", rel);
-        return -1;
-    }
-    char hash[JM_HASH_HEX];
-    uint64_t size = 0;
-    int rc = jm_store_import_fd (self->store, fd, rel, hash, &size, err, sizeof err);
-    close (fd);
-    if (rc != 0) {
-        s_reason_add (reason, rlen, "cannot store '%s': %s", rel, err);
-        return -1;
-    }
+        return;
     zhashx_insert (seen, rel, (void *)1);
-    jm_wfiles_push (files, rel, hash, size, st.st_mode & 0777);
-    return 0;
+    jm_worker_item_t *it = s_req_item (req, -1, 0);
+    it->dir = dir;
+    it->rel = s_req_str (req, rel);
 }
 
+static void
+s_job_finish (s_job_t *job)
+{
+    s_agent_t *self = job->agent;
+    s_job_state (self, job->id, "DONE", job->cancelled ? "cancelled" : "");
+    s_job_destroy (&job);
+    s_credit_one (self);
+}
+
+/* One TASK_END of an import request is complete: the worker's results
+   (res, e->n of them) or a failure of the whole request (fail). */
+static void
+s_end_done (s_agent_t *self, s_req_t *req, s_end_t *e, const jm_worker_result_t *res,
+            const char *fail)
+{
+    char reason[S_REASON_MAX];
+    snprintf (reason, sizeof reason, "%s", e->reason ? e->reason : "");
+    if (fail)
+        s_reason_add (reason, sizeof reason, "cannot store the result files: %s", fail);
+    else
+        for (size_t i = 0; i < e->n; i++) {
+            const jm_worker_result_t *r = &res[i];
+            const char *rel = req->items[e->first + i].rel;
+            if (r->status == JM_WORKER_OK)
+                jm_wfiles_push (&e->msg->files, rel, r->hash, r->size, r->mode);
+            else if (r->status != JM_WORKER_MISSING)
+                s_reason_add (reason, sizeof reason, "%s",
+                              r->error ? r->error : "cannot store a result file");
+        }
+    jm_str_set (&e->msg->reason, reason);
+    s_send (self, e->msg);
+    e->msg = NULL;
+    s_job_t *job = s_job_lookup (self, e->job_id);
+    if (job && job->ends_queued > 0 && --job->ends_queued == 0 && job->over)
+        s_job_finish (job);
+}
+
+static void
+s_import_done (s_agent_t *self, s_req_t *req, const jm_worker_reply_t *reply, const char *fail)
+{
+    for (size_t i = 0; i < req->nends; i++)
+        s_end_done (self, req, &req->ends[i], fail ? NULL : reply->v + req->ends[i].first, fail);
+}
+
+/* Hands the imports collected during this event callback to the worker:
+   one request for all of them. */
+static void
+s_flush_batch (s_agent_t *self)
+{
+    s_req_t *req = self->batch;
+    if (!req)
+        return;
+    self->batch = NULL;
+    uint64_t id = jm_worker_import (self->worker, self->root, req->items, req->n);
+    if (id == 0) {
+        s_import_done (self, req, NULL, "the agent's file worker has stopped");
+        s_req_destroy (&req);
+        return;
+    }
+    s_req_register (self, req, id);
+}
+
+/* Sends the task's TASK_END: at once if it has no files to collect, else
+   once the worker has imported them (the globbing is done here). */
 static void
 s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
 {
@@ -536,9 +746,17 @@ s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
     snprintf (rel, sizeof rel, "%s/%s", job->msg->sub_id, t->path);
     int tfd = jm_path_open_beneath (self->rootfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, err,
                                     sizeof err);
+    s_req_t *req = NULL;
+    size_t first = 0;
     if (tfd < 0)
         s_reason_add (reason, sizeof reason, "cannot open the task directory: %s", err);
     else {
+        close (tfd);
+        if (!self->batch)
+            self->batch = s_req_new (false, 0);
+        req = self->batch;
+        first = req->n;
+        const char *tdir = s_req_str (req, rel);
         snprintf (dir, sizeof dir, "%s/%s", self->root, rel);
         zhashx_t *seen = zhashx_new ();
         for (size_t i = 0; i < t->backward.n; i++) {
@@ -555,25 +773,38 @@ s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
                 if (n == 0 && !s_is_glob (pat))
                     s_reason_add (reason, sizeof reason, "backward file '%s' not found", pat);
                 for (char *f = zlist_first (matches); f; f = zlist_next (matches))
-                    s_add_file (self, tfd, f, &m->files, seen, reason, sizeof reason);
+                    s_add_file (req, tdir, f, seen);
             }
             zlist_destroy (&matches);
         }
         if (t->outlog && *t->outlog)
-            s_add_file (self, tfd, t->outlog, &m->files, seen, reason, sizeof reason);
+            s_add_file (req, tdir, t->outlog, seen);
         if (t->errlog && *t->errlog)
-            s_add_file (self, tfd, t->errlog, &m->files, seen, reason, sizeof reason);
+            s_add_file (req, tdir, t->errlog, seen);
         zhashx_destroy (&seen);
-        close (tfd);
     }
-    jm_str_set (&m->reason, reason);
-    s_send (self, m);
+    if (!req || req->n == first) {
+        jm_str_set (&m->reason, reason);
+        s_send (self, m);
+        return;
+    }
+    if (req->nends == req->ends_cap) {
+        req->ends_cap = req->ends_cap ? 2 * req->ends_cap : 16;
+        req->ends = realloc (req->ends, req->ends_cap * sizeof *req->ends);
+        assert (req->ends);
+    }
+    s_end_t *e = &req->ends[req->nends++];
+    e->job_id = job->id;
+    e->msg = m;
+    e->reason = strdup (reason);
+    e->first = first;
+    e->n = req->n - first;
+    job->ends_queued++;
 }
 
 static void
 s_job_ended (s_job_t *job, const jm_sched_ev_t *ev)
 {
-    s_agent_t *self = job->agent;
     char why[256];
     if (ev->job_exit >= 0)
         snprintf (why, sizeof why, "job ended before the task finished (job exit status %d)",
@@ -586,9 +817,10 @@ s_job_ended (s_job_t *job, const jm_sched_ev_t *ev)
             if (!job->ended[i])
                 s_task_end (job, i, -1, why);
     jm_debug ("job %" PRIu64 ": over (%s)", job->id, ev->reason && *ev->reason ? ev->reason : why);
-    s_job_state (self, job->id, "DONE", job->cancelled ? "cancelled" : "");
-    s_job_destroy (&job);
-    s_credit_one (self);
+    job->over = true;
+    if (job->ends_queued == 0)
+        s_job_finish (job);
+    /* else the last TASK_END finishes it */
 }
 
 static void
@@ -604,6 +836,8 @@ s_flush_started (s_agent_t *self, s_job_t *job, jm_msg_t **started_p)
     *started_p = NULL;
 }
 
+/* Scheduler events; the TASK_ENDs' imports collected here go to the
+   worker as one request at the end. */
 static void
 s_on_sched_events (void *arg, const jm_sched_ev_t *evs, size_t n)
 {
@@ -621,6 +855,8 @@ s_on_sched_events (void *arg, const jm_sched_ev_t *evs, size_t n)
                 continue;
             }
         }
+        if (job->over)
+            continue; /* waiting for its last TASK_ENDs */
         if (ev->type == JM_SCHED_JOB_END) {
             s_flush_started (self, job, &started);
             s_job_ended (job, ev);
@@ -651,6 +887,47 @@ s_on_sched_events (void *arg, const jm_sched_ev_t *evs, size_t n)
     if (job)
         s_flush_started (self, job, &started);
     jm_msg_destroy (&started);
+    s_flush_batch (self);
+}
+
+/* A reply from the file worker, or the news that it has stopped. */
+static int
+s_on_worker (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    s_agent_t *self = arg;
+    jm_worker_reply_t *reply = jm_worker_recv (self->worker);
+    if (!reply) {
+        if (jm_worker_alive (self->worker))
+            return 0;
+        jm_error ("the agent's file worker has stopped; tasks and jobs that need it fail");
+        zloop_reader_end (loop, sock);
+        s_req_t *req;
+        while ((req = zhashx_first (self->reqs))) {
+            zhashx_delete (self->reqs, zhashx_cursor (self->reqs));
+            if (req->place)
+                s_place_done (self, req, NULL, "the agent's file worker has stopped");
+            else
+                s_import_done (self, req, NULL, "the agent's file worker has stopped");
+            s_req_destroy (&req);
+        }
+        return 0;
+    }
+    char key[32];
+    s_req_t *req = zhashx_lookup (self->reqs, s_key (reply->id, key, sizeof key));
+    if (!req) {
+        jm_warn ("the file worker answered request %" PRIu64 " that is not pending", reply->id);
+        jm_worker_reply_destroy (&reply);
+        return 0;
+    }
+    zhashx_delete (self->reqs, key);
+    const char *fail = reply->n == req->n ? NULL : "wrong number of results from the file worker";
+    if (req->place)
+        s_place_done (self, req, reply, fail);
+    else
+        s_import_done (self, req, reply, fail);
+    s_req_destroy (&req);
+    jm_worker_reply_destroy (&reply);
+    return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -867,6 +1144,11 @@ jm_agent_run (const jm_agent_config_t *cfg)
         jm_error ("cannot open the agent store: %s", err);
         goto out;
     }
+    self->worker = jm_worker_new (path, err, sizeof err);
+    if (!self->worker) {
+        jm_error ("cannot start the agent's file worker: %s", err);
+        goto out;
+    }
     if (gethostname (self->host, sizeof self->host) != 0)
         snprintf (self->host, sizeof self->host, "unknown");
     self->host[sizeof self->host - 1] = 0;
@@ -875,6 +1157,7 @@ jm_agent_run (const jm_agent_config_t *cfg)
     self->loop = zloop_new ();
     self->jobs = zhashx_new ();
     self->placed = zhashx_new ();
+    self->reqs = zhashx_new ();
     zhashx_set_duplicator (self->placed, (zhashx_duplicator_fn *)strdup);
     zhashx_set_destructor (self->placed, (zhashx_destructor_fn *)zstr_free);
     self->xfer =
@@ -907,6 +1190,7 @@ jm_agent_run (const jm_agent_config_t *cfg)
         goto out;
     }
     zloop_reader (self->loop, self->dealer, s_on_dealer, self);
+    zloop_reader (self->loop, jm_worker_sock (self->worker), s_on_worker, self);
     if (cfg->stop_fd >= 0) {
         zmq_pollitem_t item = {NULL, cfg->stop_fd, ZMQ_POLLIN, 0};
         zloop_poller (self->loop, &item, s_on_stop, self);
@@ -923,6 +1207,17 @@ jm_agent_run (const jm_agent_config_t *cfg)
 out:
     if (self->sched)
         self->backend->destroy (&self->sched);
+    /* the worker first: nothing answers its requests after this */
+    jm_worker_destroy (&self->worker);
+    s_req_destroy (&self->batch);
+    if (self->reqs) {
+        s_req_t *req;
+        while ((req = zhashx_first (self->reqs))) {
+            zhashx_delete (self->reqs, zhashx_cursor (self->reqs));
+            s_req_destroy (&req);
+        }
+        zhashx_destroy (&self->reqs);
+    }
     if (self->jobs) {
         s_job_t *job;
         while ((job = zhashx_first (self->jobs)))

@@ -5,6 +5,7 @@
 #include "jm_keys.h"
 #include "jm_path.h"
 #include "jm_proto.h"
+#include "jm_sha256.h"
 #include "jm_store.h"
 #include "jm_util.h"
 #include "jm_xfer.h"
@@ -17,6 +18,7 @@
 #include <cmocka.h>
 
 #include <czmq.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -582,6 +584,107 @@ test_job_killed (void **state)
     assert_int_equal (f->agent_rc, 0);
 }
 
+/* A task writes large results (3 x 64 MiB): while the agent hashes them
+   into its store it keeps its heartbeats going and answers a FETCH
+   within a small part of the time the import takes. */
+static void
+test_large_result_keeps_loop_running (void **state)
+{
+    s_fix_t *f = *state;
+    s_start_agent (f);
+    s_handshake (f, 50);
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 5;
+    jm_str_set (&job->sub_id, "sub-big");
+    job->para_deg = 1;
+    jm_wtask_t *t = s_task (job, 51, "t",
+                            "head -c 67108864 /dev/urandom > big1.bin && "
+                            "cp big1.bin big2.bin && cp big1.bin big3.bin");
+    jm_strs_push (&t->backward, "big*.bin");
+    s_send (f, job);
+
+    s_report_t r = {0};
+    int64_t last_hb = 0, max_hb_gap = 0, probe_sent = 0, max_probe = 0;
+    size_t probes = 0, hbs = 0;
+    int64_t deadline = jm_now_ms () + 60000;
+    while (r.nends == 0 && jm_now_ms () < deadline) {
+        if (!probe_sent) {
+            jm_msg_t *p = jm_msg_new (JM_MSG_FETCH);
+            p->job_id = 5;
+            snprintf (p->hash, sizeof p->hash, "%064d", 7);
+            p->size = 16;
+            s_send (f, p);
+            probe_sent = jm_now_ms ();
+        }
+        jm_msg_t *m = s_recv (f, 5);
+        if (!m)
+            continue;
+        int64_t now = jm_now_ms ();
+        if (m->id == JM_MSG_NOFILE) {
+            if (now - probe_sent > max_probe)
+                max_probe = now - probe_sent;
+            probes++;
+            probe_sent = 0;
+            jm_msg_destroy (&m);
+        }
+        else if (m->id == JM_MSG_HEARTBEAT) {
+            if (last_hb && now - last_hb > max_hb_gap)
+                max_hb_gap = now - last_hb;
+            last_hb = now;
+            hbs++;
+            s_send (f, jm_msg_new (JM_MSG_HEARTBEAT));
+            jm_msg_destroy (&m);
+        }
+        else
+            s_collect (&r, m);
+    }
+    assert_int_equal (r.nends, 1);
+    s_wait_job_end (f, &r, "DONE");
+    jm_msg_t *e = r.ends[0];
+    assert_int_equal (e->exit_code, 0);
+    assert_string_equal (e->reason, "");
+
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+    /* the results are right */
+    char path[600], hash[JM_HASH_HEX], err[512];
+    uint64_t size;
+    snprintf (path, sizeof path, "%s/sub-big/t/big1.bin", f->root);
+    assert_int_equal (jm_sha256_file (path, hash, &size), 0);
+    assert_int_equal (size, 67108864);
+    for (int i = 1; i <= 3; i++) {
+        char name[32];
+        snprintf (name, sizeof name, "big%d.bin", i);
+        const jm_wfile_t *fe = s_file_of (e, name);
+        assert_non_null (fe);
+        assert_int_equal (fe->size, 67108864);
+        assert_string_equal (fe->hash, hash);
+    }
+    /* how long that import takes here, done inline */
+    char sdir[400];
+    snprintf (sdir, sizeof sdir, "%s/probe-store", f->tmp);
+    jm_store_t *st = jm_store_new (sdir, err, sizeof err);
+    assert_non_null (st);
+    int64_t t0 = jm_now_ms ();
+    for (int i = 1; i <= 3; i++) {
+        snprintf (path, sizeof path, "%s/sub-big/t/big%d.bin", f->root, i);
+        assert_int_equal (jm_store_import (st, path, hash, &size, err, sizeof err), 0);
+    }
+    int64_t import_ms = jm_now_ms () - t0;
+    jm_store_destroy (&st);
+    fprintf (stderr,
+             "import of 3 x 64 MiB: %" PRId64 " ms; during the task: %zu FETCH probes, slowest "
+             "answer %" PRId64 " ms; %zu heartbeats, largest gap %" PRId64 " ms\n",
+             import_ms, probes, max_probe, hbs, max_hb_gap);
+    assert_true (probes > 10);
+    assert_true (max_probe * 2 < import_ms);
+    /* the coordinator declares a site lost after 3 silent intervals */
+    assert_true (hbs > 2);
+    assert_true (max_hb_gap < 3 * 50);
+    for (size_t i = 0; i < r.nends; i++)
+        jm_msg_destroy (&r.ends[i]);
+}
+
 static void
 test_refuses_to_start (void **state)
 {
@@ -610,6 +713,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_bad_paths_refused, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_heartbeat_and_rehello, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_job_killed, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_large_result_keeps_loop_running, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_refuses_to_start, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
