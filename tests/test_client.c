@@ -1,5 +1,6 @@
 /*  test_client.c - jobman-submit's client against a scripted fake
     coordinator (a real CURVE ROUTER socket on 127.0.0.1 in a thread). */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,7 @@
 #include "jm_client.h"
 #include "jm_keys.h"
 #include "jm_state.h"
+#include "jm_testutil.h"
 #include "jm_util.h"
 
 #include <stdio.h>
@@ -17,24 +19,6 @@
 #include <unistd.h>
 
 static char s_home[256];
-
-static void
-s_rmrf (const char *dir)
-{
-    char cmd[512];
-    snprintf (cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system (cmd) != 0)
-        fprintf (stderr, "cannot remove %s\n", dir);
-}
-
-static void
-s_write (const char *path, const char *text)
-{
-    FILE *f = fopen (path, "w");
-    assert_non_null (f);
-    fputs (text, f);
-    fclose (f);
-}
 
 /* ------------------------------------------------ the fake coordinator */
 
@@ -149,8 +133,7 @@ static int
 s_setup (void **state)
 {
     (void)state;
-    snprintf (s_home, sizeof s_home, "/tmp/jm_test_client.XXXXXX");
-    assert_non_null (mkdtemp (s_home));
+    assert_non_null (jm_test_tmpdir (s_home, sizeof s_home, "client"));
     char err[512];
     assert_int_equal (jm_keys_create (s_home, "coord", err, sizeof err), 0);
     assert_int_equal (jm_keys_create (s_home, "client", err, sizeof err), 0);
@@ -162,7 +145,7 @@ static int
 s_teardown (void **state)
 {
     (void)state;
-    s_rmrf (s_home);
+    jm_test_rmrf (s_home); /* says on stderr what it could not remove */
     return 0;
 }
 
@@ -178,7 +161,7 @@ s_run (s_cmd_fn fn, const char *arg, bool json, char **text_p)
     char ep[128], path[512];
     snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d\n", port);
     snprintf (path, sizeof path, "%s/coord.endpoint", s_home);
-    s_write (path, ep);
+    jm_test_write (path, ep);
     size_t len = 0;
     FILE *out = open_memstream (text_p, &len);
     jm_client_opts_t opts = {.home = s_home, .json = json, .progress = 0, .out = out};
@@ -241,7 +224,7 @@ test_unreachable (void **state)
     char ep[128], path[512];
     snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d\n", port);
     snprintf (path, sizeof path, "%s/coord.endpoint", s_home);
-    s_write (path, ep);
+    jm_test_write (path, ep);
     setenv ("JOBMAN_TIMEOUT_MS", "400", 1);
     char err[1024] = "";
     int code = -1;

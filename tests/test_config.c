@@ -1,4 +1,5 @@
 /*  test_config.c - jobman home resolution and config.yml. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,7 @@
 #include <cmocka.h>
 
 #include "jm_config.h"
+#include "jm_testutil.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -15,34 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char s_dir[64];
-
-static int
-s_setup (void **state)
-{
-    (void)state;
-    snprintf (s_dir, sizeof (s_dir), "/tmp/jm_test_config.XXXXXX");
-    return mkdtemp (s_dir) ? 0 : -1;
-}
-
-static int
-s_teardown (void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf (cmd, sizeof (cmd), "rm -rf '%s'", s_dir);
-    return system (cmd);
-}
-
 static void
 s_write_config (const char *text)
 {
-    char path[256];
-    snprintf (path, sizeof (path), "%s/config.yml", s_dir);
-    FILE *f = fopen (path, "w");
-    assert_non_null (f);
-    fputs (text, f);
-    fclose (f);
+    jm_test_write (jm_test_path (jm_test_dir, "config.yml"), text);
 }
 
 static void
@@ -93,9 +71,9 @@ test_defaults (void **state)
 {
     (void)state;
     char err[512] = "";
-    jm_config_t *c = jm_config_load (s_dir, err, sizeof (err));
+    jm_config_t *c = jm_config_load (jm_test_dir, err, sizeof (err));
     assert_non_null (c);
-    assert_string_equal (c->home, s_dir);
+    assert_string_equal (c->home, jm_test_dir);
     assert_string_equal (c->bind, "tcp://127.0.0.1:7100");
     assert_string_equal (c->endpoint, "tcp://127.0.0.1:7100");
     assert_int_equal (c->heartbeat_ms, 1000);
@@ -106,7 +84,7 @@ test_defaults (void **state)
 
     /* a file with only comments is the defaults too */
     s_write_config ("# nothing here\n");
-    c = jm_config_load (s_dir, err, sizeof (err));
+    c = jm_config_load (jm_test_dir, err, sizeof (err));
     assert_non_null (c);
     assert_int_equal (c->window, 8);
     jm_config_destroy (&c);
@@ -121,7 +99,7 @@ test_overrides (void **state)
                     "heartbeat_ms: 250\n"
                     "chunk_size: 65536\n"
                     "window: 3\n");
-    jm_config_t *c = jm_config_load (s_dir, err, sizeof (err));
+    jm_config_t *c = jm_config_load (jm_test_dir, err, sizeof (err));
     assert_non_null (c);
     assert_string_equal (c->bind, "tcp://*:7200");
     /* endpoint derived from the wildcard bind */
@@ -132,7 +110,7 @@ test_overrides (void **state)
     jm_config_destroy (&c);
 
     s_write_config ("bind: tcp://0.0.0.0:7300\nendpoint: tcp://10.0.0.1:7300\n");
-    c = jm_config_load (s_dir, err, sizeof (err));
+    c = jm_config_load (jm_test_dir, err, sizeof (err));
     assert_non_null (c);
     assert_string_equal (c->endpoint, "tcp://10.0.0.1:7300");
     jm_config_destroy (&c);
@@ -142,38 +120,38 @@ static void
 test_errors (void **state)
 {
     (void)state;
-    char err[512] = "", want[256];
+    char err[512] = "", want[PATH_MAX];
     s_write_config ("bind: tcp://127.0.0.1:7100\nbnid: tcp://*:1\n");
-    assert_null (jm_config_load (s_dir, err, sizeof (err)));
-    snprintf (want, sizeof (want), "%s/config.yml:2: unknown key 'bnid'", s_dir);
+    assert_null (jm_config_load (jm_test_dir, err, sizeof (err)));
+    snprintf (want, sizeof (want), "%s/config.yml:2: unknown key 'bnid'", jm_test_dir);
     assert_int_equal (strncmp (err, want, strlen (want)), 0);
 
     s_write_config ("window: lots\n");
-    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_null (jm_config_load (jm_test_dir, err, sizeof (err)));
     assert_non_null (strstr (err, "config.yml:1: 'window' must be an integer"));
 
     s_write_config ("chunk_size: 0\n");
-    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_null (jm_config_load (jm_test_dir, err, sizeof (err)));
     assert_non_null (strstr (err, "'chunk_size'"));
 
     s_write_config ("chunk_size: 2000000\n");
-    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_null (jm_config_load (jm_test_dir, err, sizeof (err)));
     assert_non_null (strstr (err, "'chunk_size'"));
 
     s_write_config ("heartbeat_ms: -5\n");
-    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_null (jm_config_load (jm_test_dir, err, sizeof (err)));
     assert_non_null (strstr (err, "'heartbeat_ms'"));
 
     s_write_config ("bind: localhost:7100\n");
-    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_null (jm_config_load (jm_test_dir, err, sizeof (err)));
     assert_non_null (strstr (err, "'bind' must be a ZeroMQ endpoint"));
 
     s_write_config ("- a\n- b\n");
-    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_null (jm_config_load (jm_test_dir, err, sizeof (err)));
     assert_non_null (strstr (err, "config.yml:1:"));
 
     s_write_config ("bind: [unclosed\n");
-    assert_null (jm_config_load (s_dir, err, sizeof (err)));
+    assert_null (jm_config_load (jm_test_dir, err, sizeof (err)));
     assert_non_null (strstr (err, "config.yml:"));
 }
 
@@ -181,8 +159,8 @@ static void
 test_write_default (void **state)
 {
     (void)state;
-    char err[512] = "", home[128];
-    snprintf (home, sizeof (home), "%s/newhome", s_dir);
+    char err[512] = "", home[PATH_MAX];
+    snprintf (home, sizeof (home), "%s/newhome", jm_test_dir);
     assert_int_equal (jm_config_write_default (home, "tcp://*:7400", err, sizeof (err)), 0);
     jm_config_t *c = jm_config_load (home, err, sizeof (err));
     assert_non_null (c);
@@ -194,14 +172,10 @@ test_write_default (void **state)
     jm_config_destroy (&c);
 
     /* commented for humans */
-    char path[256], buf[4096];
-    snprintf (path, sizeof (path), "%s/config.yml", home);
-    FILE *f = fopen (path, "r");
-    assert_non_null (f);
-    size_t n = fread (buf, 1, sizeof (buf) - 1, f);
-    buf[n] = 0;
-    fclose (f);
-    assert_int_equal (buf[0], '#');
+    char *text = jm_test_read (jm_test_path (home, "config.yml"), NULL);
+    assert_non_null (text);
+    assert_int_equal (text[0], '#');
+    free (text);
 
     /* never overwritten */
     assert_int_equal (jm_config_write_default (home, NULL, err, sizeof (err)), -1);
@@ -210,7 +184,7 @@ test_write_default (void **state)
     assert_string_equal (c->bind, "tcp://*:7400");
     jm_config_destroy (&c);
 
-    snprintf (home, sizeof (home), "%s/other", s_dir);
+    snprintf (home, sizeof (home), "%s/other", jm_test_dir);
     assert_int_equal (jm_config_write_default (home, "bogus", err, sizeof (err)), -1);
 }
 
@@ -241,10 +215,11 @@ main (void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test (test_home_resolve),
-        cmocka_unit_test_setup_teardown (test_defaults, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_overrides, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_errors, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_write_default, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_defaults, jm_test_dir_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_overrides, jm_test_dir_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_errors, jm_test_dir_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_write_default, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
         cmocka_unit_test (test_endpoint_for_connect),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

@@ -1,5 +1,6 @@
 /*  test_coord_db.c - the coordinator's schema, submission insert/load,
     state updates and reload after reopening. */
+#define _GNU_SOURCE
 #include "jm_coord_db.h"
 
 #include <setjmp.h>
@@ -11,30 +12,20 @@
 
 #include <cmocka.h>
 
+#include "jm_testutil.h"
+
 #define H1 "1111111111111111111111111111111111111111111111111111111111111111"
 #define H2 "2222222222222222222222222222222222222222222222222222222222222222"
 
-static char s_dir[256];
-static char s_path[300];
+static char s_path[PATH_MAX + 16];
 
 static int
 setup (void **state)
 {
-    (void)state;
-    snprintf (s_dir, sizeof s_dir, "/tmp/jm_test_coord_db.XXXXXX");
-    if (!mkdtemp (s_dir))
+    if (jm_test_dir_setup (state) != 0)
         return -1;
-    snprintf (s_path, sizeof s_path, "%s/state.db", s_dir);
+    snprintf (s_path, sizeof s_path, "%s/state.db", jm_test_dir);
     return 0;
-}
-
-static int
-teardown (void **state)
-{
-    (void)state;
-    char cmd[400];
-    snprintf (cmd, sizeof cmd, "rm -rf '%s'", s_dir);
-    return system (cmd) == 0 ? 0 : -1;
 }
 
 static jm_db_t *
@@ -232,8 +223,8 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_schema, setup, teardown),
-        cmocka_unit_test_setup_teardown (test_insert_load_update, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_schema, setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_insert_load_update, setup, jm_test_dir_teardown),
         cmocka_unit_test (test_pending_fifo),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

@@ -1,5 +1,6 @@
 /*  test_db.c - jm_db: WAL mode, statement cache, batched transactions as
     seen from a second connection. */
+#define _GNU_SOURCE
 #include "jm_db.h"
 
 #include <setjmp.h>
@@ -12,27 +13,17 @@
 
 #include <cmocka.h>
 
-static char s_dir[256];
-static char s_path[300];
+#include "jm_testutil.h"
+
+static char s_path[PATH_MAX + 16];
 
 static int
 setup (void **state)
 {
-    (void)state;
-    snprintf (s_dir, sizeof s_dir, "/tmp/jm_test_db.XXXXXX");
-    if (!mkdtemp (s_dir))
+    if (jm_test_dir_setup (state) != 0)
         return -1;
-    snprintf (s_path, sizeof s_path, "%s/t.db", s_dir);
+    snprintf (s_path, sizeof s_path, "%s/t.db", jm_test_dir);
     return 0;
-}
-
-static int
-teardown (void **state)
-{
-    (void)state;
-    char cmd[400];
-    snprintf (cmd, sizeof cmd, "rm -rf '%s'", s_dir);
-    return system (cmd) == 0 ? 0 : -1;
 }
 
 /* Rows in t as seen by an independent connection. */
@@ -128,8 +119,8 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_wal_and_cache, setup, teardown),
-        cmocka_unit_test_setup_teardown (test_batching, setup, teardown),
+        cmocka_unit_test_setup_teardown (test_wal_and_cache, setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_batching, setup, jm_test_dir_teardown),
         cmocka_unit_test (test_open_error),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);

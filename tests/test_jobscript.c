@@ -1,4 +1,5 @@
 /*  test_jobscript.c - the generated job script, run for real with bash. */
+#define _GNU_SOURCE
 #include "jm_jobscript.h"
 #include "jm_util.h"
 
@@ -8,6 +9,8 @@
 #include <stdint.h>
 /* cmocka needs the headers above first */
 #include <cmocka.h>
+
+#include "jm_testutil.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,8 +26,7 @@ static int
 s_setup (void **state)
 {
     (void)state;
-    snprintf (s_tmp, sizeof s_tmp, "/tmp/jm_test_jobscript.XXXXXX");
-    assert_non_null (mkdtemp (s_tmp));
+    assert_non_null (jm_test_tmpdir (s_tmp, sizeof s_tmp, "jobscript"));
     return 0;
 }
 
@@ -32,9 +34,7 @@ static int
 s_teardown (void **state)
 {
     (void)state;
-    char cmd[400];
-    snprintf (cmd, sizeof cmd, "rm -rf '%s'", s_tmp);
-    assert_int_equal (system (cmd), 0);
+    assert_int_equal (jm_test_rmrf (s_tmp), 0);
     return 0;
 }
 
@@ -49,19 +49,14 @@ s_mkdir (const char *rel)
 static bool
 s_exists (const char *rel)
 {
-    char path[1024];
-    snprintf (path, sizeof path, "%s/%s", s_tmp, rel);
     struct stat st;
-    return stat (path, &st) == 0;
+    return stat (jm_test_path (s_tmp, rel), &st) == 0;
 }
 
 static char *
 s_read (const char *rel)
 {
-    char path[1024];
-    snprintf (path, sizeof path, "%s/%s", s_tmp, rel);
-    char err[256];
-    return jm_read_file (path, NULL, err, sizeof err);
+    return jm_test_read (jm_test_path (s_tmp, rel), NULL);
 }
 
 /* Writes the script, runs it with bash (timeout 30 s), returns its stdout. */

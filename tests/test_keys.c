@@ -1,4 +1,5 @@
 /*  test_keys.c - CURVE key pairs and a real CURVE handshake on loopback. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,7 @@
 #include <cmocka.h>
 
 #include "jm_keys.h"
+#include "jm_testutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,33 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char s_dir[64];
-
-static int
-s_setup (void **state)
-{
-    (void)state;
-    snprintf (s_dir, sizeof (s_dir), "/tmp/jm_test_keys.XXXXXX");
-    return mkdtemp (s_dir) ? 0 : -1;
-}
-
-static int
-s_teardown (void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf (cmd, sizeof (cmd), "rm -rf '%s'", s_dir);
-    return system (cmd);
-}
-
 static char *
 s_file (const char *name)
 {
-    static char buf[4][256];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf (buf[i], sizeof (buf[i]), "%s/%s", s_dir, name);
-    return buf[i];
+    return jm_test_path (jm_test_dir, name);
 }
 
 static void
@@ -48,7 +27,7 @@ test_create_pair (void **state)
 {
     (void)state;
     char err[1024] = "";
-    assert_int_equal (jm_keys_create (s_dir, "coord", err, sizeof (err)), 0);
+    assert_int_equal (jm_keys_create (jm_test_dir, "coord", err, sizeof (err)), 0);
     struct stat st;
     assert_int_equal (stat (s_file ("coord.cert_secret"), &st), 0);
     assert_int_equal (st.st_mode & 0777, 0600);
@@ -75,7 +54,7 @@ test_create_pair (void **state)
     assert_non_null (strstr (err, "no secret key"));
 
     /* two pairs differ */
-    assert_int_equal (jm_keys_create (s_dir, "client", err, sizeof (err)), 0);
+    assert_int_equal (jm_keys_create (jm_test_dir, "client", err, sizeof (err)), 0);
     zcert_t *other = jm_keys_load_public (s_file ("client.cert"), err, sizeof (err));
     assert_non_null (other);
     assert_string_not_equal (zcert_public_txt (other), zcert_public_txt (pub));
@@ -90,10 +69,10 @@ test_refuse_overwrite (void **state)
 {
     (void)state;
     char err[1024] = "";
-    assert_int_equal (jm_keys_create (s_dir, "agent", err, sizeof (err)), 0);
+    assert_int_equal (jm_keys_create (jm_test_dir, "agent", err, sizeof (err)), 0);
     zcert_t *before = jm_keys_load_secret (s_file ("agent.cert_secret"), err, sizeof (err));
     assert_non_null (before);
-    assert_int_equal (jm_keys_create (s_dir, "agent", err, sizeof (err)), -1);
+    assert_int_equal (jm_keys_create (jm_test_dir, "agent", err, sizeof (err)), -1);
     assert_non_null (strstr (err, "already exists"));
     zcert_t *after = jm_keys_load_secret (s_file ("agent.cert_secret"), err, sizeof (err));
     assert_non_null (after);
@@ -103,9 +82,9 @@ test_refuse_overwrite (void **state)
 
     /* half a pair is not overwritten either */
     unlink (s_file ("agent.cert"));
-    assert_int_equal (jm_keys_create (s_dir, "agent", err, sizeof (err)), -1);
+    assert_int_equal (jm_keys_create (jm_test_dir, "agent", err, sizeof (err)), -1);
     /* names that would make a path are refused */
-    assert_int_equal (jm_keys_create (s_dir, "../evil", err, sizeof (err)), -1);
+    assert_int_equal (jm_keys_create (jm_test_dir, "../evil", err, sizeof (err)), -1);
     assert_int_equal (access (s_file ("../evil.cert"), F_OK), -1);
 }
 
@@ -114,7 +93,7 @@ test_private_mode (void **state)
 {
     (void)state;
     char err[1024] = "", want[1024];
-    assert_int_equal (jm_keys_create (s_dir, "coord", err, sizeof (err)), 0);
+    assert_int_equal (jm_keys_create (jm_test_dir, "coord", err, sizeof (err)), 0);
     const char *sec = s_file ("coord.cert_secret");
     assert_int_equal (jm_keys_check_private (sec, err, sizeof (err)), 0);
     assert_int_equal (chmod (sec, 0644), 0);
@@ -143,17 +122,12 @@ test_load_public_errors (void **state)
     (void)state;
     char err[1024] = "", want[1024];
     const char *junk = s_file ("junk.cert");
-    FILE *f = fopen (junk, "w");
-    assert_non_null (f);
-    fputs ("this is not\na certificate\n", f);
-    fclose (f);
+    jm_test_write (junk, "this is not\na certificate\n");
     assert_null (jm_keys_load_public (junk, err, sizeof (err)));
     snprintf (want, sizeof (want), "cannot load certificate '%s': not a CZMQ certificate", junk);
     assert_string_equal (err, want);
 
-    f = fopen (junk, "w");
-    fputs ("metadata\n    name = \"x\"\ncurve\n    public-key = \"short\"\n", f);
-    fclose (f);
+    jm_test_write (junk, "metadata\n    name = \"x\"\ncurve\n    public-key = \"short\"\n");
     assert_null (jm_keys_load_public (junk, err, sizeof (err)));
     assert_string_equal (err, want);
 
@@ -212,11 +186,11 @@ test_curve_handshake (void **state)
     char err[1024] = "";
     char *allowed = s_file ("allowed");
     assert_int_equal (mkdir (allowed, 0700), 0);
-    assert_int_equal (jm_keys_create (s_dir, "coord", err, sizeof (err)), 0);
+    assert_int_equal (jm_keys_create (jm_test_dir, "coord", err, sizeof (err)), 0);
     /* the allowed client's pair lives directly in the allowlist dir; only
        the public half matters to zauth */
     assert_int_equal (jm_keys_create (allowed, "client", err, sizeof (err)), 0);
-    assert_int_equal (jm_keys_create (s_dir, "intruder", err, sizeof (err)), 0);
+    assert_int_equal (jm_keys_create (jm_test_dir, "intruder", err, sizeof (err)), 0);
     char client_sec[256];
     snprintf (client_sec, sizeof (client_sec), "%s/client.cert_secret", allowed);
 
@@ -242,11 +216,15 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_create_pair, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_refuse_overwrite, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_private_mode, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_load_public_errors, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_curve_handshake, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_create_pair, jm_test_dir_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_refuse_overwrite, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_private_mode, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_load_public_errors, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_curve_handshake, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     zsys_shutdown ();

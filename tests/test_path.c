@@ -9,59 +9,43 @@
 // clang-format on
 
 #include "jm_path.h"
+#include "jm_testutil.h"
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char s_dir[] = "/tmp/jm_test_path_XXXXXX";     /* the confined tree */
-static char s_out[] = "/tmp/jm_test_path_out_XXXXXX"; /* a directory outside it */
+static char s_dir[256]; /* the confined tree */
+static char s_out[256]; /* a directory outside it */
 static int s_dirfd = -1;
-
-static int
-s_rm (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove (path);
-}
 
 static void
 s_write (const char *rel, const char *content)
 {
-    char path[512];
-    snprintf (path, sizeof path, "%s/%s", s_dir, rel);
-    FILE *f = fopen (path, "w");
-    assert_non_null (f);
-    fputs (content, f);
-    fclose (f);
+    jm_test_write (jm_test_path (s_dir, rel), content);
 }
 
 static void
 s_symlink (const char *target, const char *rel)
 {
-    char path[512];
-    snprintf (path, sizeof path, "%s/%s", s_dir, rel);
-    assert_int_equal (symlink (target, path), 0);
+    assert_int_equal (symlink (target, jm_test_path (s_dir, rel)), 0);
 }
 
 static int
 setup (void **state)
 {
     (void)state;
-    if (!mkdtemp (s_dir) || !mkdtemp (s_out))
+    if (!jm_test_tmpdir (s_dir, sizeof s_dir, "path") ||
+        !jm_test_tmpdir (s_out, sizeof s_out, "path_out"))
         return -1;
     s_dirfd = open (s_dir, O_RDONLY | O_DIRECTORY);
     if (s_dirfd < 0)
         return -1;
-    char path[512];
-    snprintf (path, sizeof path, "%s/sub", s_dir);
-    mkdir (path, 0755);
-    snprintf (path, sizeof path, "%s/dir.log", s_dir);
-    mkdir (path, 0755);
+    mkdir (jm_test_path (s_dir, "sub"), 0755);
+    mkdir (jm_test_path (s_dir, "dir.log"), 0755);
     s_write ("a.log", "A");
     s_write ("b.log", "B");
     s_write ("c.txt", "C");
@@ -81,8 +65,8 @@ teardown (void **state)
 {
     (void)state;
     close (s_dirfd);
-    nftw (s_out, s_rm, 16, FTW_DEPTH | FTW_PHYS);
-    return nftw (s_dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+    jm_test_rmrf (s_out);
+    return jm_test_rmrf (s_dir);
 }
 
 static void

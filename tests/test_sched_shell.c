@@ -1,4 +1,5 @@
 /*  test_sched_shell.c - the Shell backend runs real jobs under a zloop. */
+#define _GNU_SOURCE
 #include "jm_jobscript.h"
 #include "jm_path.h"
 #include "jm_sched.h"
@@ -10,6 +11,8 @@
 #include <stdint.h>
 /* cmocka needs the headers above first */
 #include <cmocka.h>
+
+#include "jm_testutil.h"
 
 #include <czmq.h>
 #include <signal.h>
@@ -101,8 +104,7 @@ s_alive (pid_t pid)
 static int
 s_setup (void **state)
 {
-    snprintf (s_tmp, sizeof s_tmp, "/tmp/jm_test_sched_shell.XXXXXX");
-    assert_non_null (mkdtemp (s_tmp));
+    assert_non_null (jm_test_tmpdir (s_tmp, sizeof s_tmp, "sched_shell"));
     s_ctx_t *ctx = calloc (1, sizeof *ctx);
     ctx->loop = zloop_new ();
     jm_sched_opts_t opts = {.loop = ctx->loop, .slots = 2, .event = s_on_events, .arg = ctx};
@@ -123,9 +125,7 @@ s_teardown (void **state)
     assert_null (ctx->sched);
     zloop_destroy (&ctx->loop);
     free (ctx);
-    char cmd[400];
-    snprintf (cmd, sizeof cmd, "rm -rf '%s'", s_tmp);
-    assert_int_equal (system (cmd), 0);
+    assert_int_equal (jm_test_rmrf (s_tmp), 0);
     return 0;
 }
 

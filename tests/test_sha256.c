@@ -9,36 +9,13 @@
 // clang-format on
 
 #include "jm_sha256.h"
+#include "jm_testutil.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static char s_dir[] = "/tmp/jm_test_sha256_XXXXXX";
-
-static int
-s_rm (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove (path);
-}
-
-static int
-setup (void **state)
-{
-    (void)state;
-    return mkdtemp (s_dir) ? 0 : -1;
-}
-
-static int
-teardown (void **state)
-{
-    (void)state;
-    return nftw (s_dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static void
 test_empty (void **state)
@@ -49,11 +26,8 @@ test_empty (void **state)
     assert_string_equal (hex, JM_HASH_EMPTY);
     assert_string_equal (hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 
-    char path[256];
-    snprintf (path, sizeof path, "%s/empty", s_dir);
-    FILE *f = fopen (path, "w");
-    assert_non_null (f);
-    fclose (f);
+    const char *path = jm_test_path (jm_test_dir, "empty");
+    jm_test_write (path, "");
     uint64_t size = 99;
     assert_int_equal (jm_sha256_file (path, hex, &size), 0);
     assert_string_equal (hex, JM_HASH_EMPTY);
@@ -88,8 +62,7 @@ static void
 test_million_a (void **state)
 {
     (void)state;
-    char path[256];
-    snprintf (path, sizeof path, "%s/million", s_dir);
+    const char *path = jm_test_path (jm_test_dir, "million");
     FILE *f = fopen (path, "w");
     assert_non_null (f);
     for (int i = 0; i < 1000000; i++)
@@ -108,8 +81,7 @@ test_3mib_file (void **state)
     (void)state;
     /* 3 MiB + 17 bytes: crosses the 1 MiB read buffer three times */
     size_t n = 3 * 1024 * 1024 + 17;
-    char path[256];
-    snprintf (path, sizeof path, "%s/big", s_dir);
+    const char *path = jm_test_path (jm_test_dir, "big");
     unsigned char *buf = malloc (n);
     assert_non_null (buf);
     uint32_t x = 12345;
@@ -117,10 +89,7 @@ test_3mib_file (void **state)
         x = x * 1103515245 + 12345;
         buf[i] = (unsigned char)(x >> 16);
     }
-    FILE *f = fopen (path, "w");
-    assert_non_null (f);
-    assert_int_equal (fwrite (buf, 1, n, f), n);
-    fclose (f);
+    jm_test_write_bytes (path, buf, n);
 
     char hex[JM_HASH_HEX], hex2[JM_HASH_HEX];
     uint64_t size = 0;
@@ -131,7 +100,7 @@ test_3mib_file (void **state)
     free (buf);
 
     /* an independent implementation agrees */
-    char cmd[300];
+    char cmd[PATH_MAX + 32];
     snprintf (cmd, sizeof cmd, "sha256sum '%s'", path);
     FILE *p = popen (cmd, "r");
     assert_non_null (p);
@@ -172,5 +141,5 @@ main (void)
         cmocka_unit_test (test_million_a),  cmocka_unit_test (test_3mib_file),
         cmocka_unit_test (test_hash_valid),
     };
-    return cmocka_run_group_tests (tests, setup, teardown);
+    return cmocka_run_group_tests (tests, jm_test_dir_setup, jm_test_dir_teardown);
 }

@@ -10,36 +10,26 @@
 // clang-format on
 
 #include "jm_store.h"
+#include "jm_testutil.h"
 
-#include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char s_dir[] = "/tmp/jm_test_store_XXXXXX";
 static char s_sdir[600], s_work[600], s_out[600];
 static jm_store_t *s_store;
 
 static int
-s_rm (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove (path);
-}
-
-static int
 setup (void **state)
 {
-    (void)state;
-    if (!mkdtemp (s_dir))
+    if (jm_test_dir_setup (state) != 0)
         return -1;
-    snprintf (s_sdir, sizeof s_sdir, "%s/store/x", s_dir);
-    snprintf (s_work, sizeof s_work, "%s/work", s_dir);
-    snprintf (s_out, sizeof s_out, "%s/outside", s_dir);
+    snprintf (s_sdir, sizeof s_sdir, "%s/store/x", jm_test_dir);
+    snprintf (s_work, sizeof s_work, "%s/work", jm_test_dir);
+    snprintf (s_out, sizeof s_out, "%s/outside", jm_test_dir);
     mkdir (s_work, 0755);
     mkdir (s_out, 0755);
     char err[512];
@@ -50,53 +40,14 @@ setup (void **state)
 static int
 teardown (void **state)
 {
-    (void)state;
     jm_store_destroy (&s_store);
-    return nftw (s_dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static void
-s_write (const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen (path, "w");
-    assert_non_null (f);
-    assert_int_equal (fwrite (data, 1, len, f), len);
-    fclose (f);
-}
-
-static char *
-s_read (const char *path, size_t *len_p)
-{
-    FILE *f = fopen (path, "r");
-    if (!f)
-        return NULL;
-    char *buf = malloc (8 << 20);
-    size_t n = fread (buf, 1, 8 << 20, f);
-    fclose (f);
-    *len_p = n;
-    return buf;
-}
-
-static size_t
-s_count_entries (const char *dir)
-{
-    DIR *d = opendir (dir);
-    assert_non_null (d);
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir (d)))
-        if (strcmp (e->d_name, ".") && strcmp (e->d_name, ".."))
-            n++;
-    closedir (d);
-    return n;
+    return jm_test_dir_teardown (state);
 }
 
 static size_t
 s_tmp_entries (void)
 {
-    char tmp[700];
-    snprintf (tmp, sizeof tmp, "%s/tmp", s_sdir);
-    return s_count_entries (tmp);
+    return jm_test_count_entries (jm_test_path (s_sdir, "tmp"));
 }
 
 static void
@@ -105,8 +56,8 @@ test_import_read (void **state)
     (void)state;
     char err[512], src[700], hash[JM_HASH_HEX], expect[JM_HASH_HEX];
     const char *text = "hello, store\n";
-    snprintf (src, sizeof src, "%s/in.txt", s_dir);
-    s_write (src, text, strlen (text));
+    snprintf (src, sizeof src, "%s/in.txt", jm_test_dir);
+    jm_test_write (src, text);
     jm_sha256_buf (text, strlen (text), expect);
     assert_false (jm_store_has (s_store, expect));
     assert_int_equal (jm_store_size (s_store, expect), -1);
@@ -141,8 +92,8 @@ test_import_read (void **state)
     assert_int_equal (s_tmp_entries (), 0);
 
     /* empty file: always present, never stored */
-    snprintf (src, sizeof src, "%s/empty", s_dir);
-    s_write (src, "", 0);
+    snprintf (src, sizeof src, "%s/empty", jm_test_dir);
+    jm_test_write (src, "");
     assert_int_equal (jm_store_import (s_store, src, hash, &size, err, sizeof err), 0);
     assert_string_equal (hash, JM_HASH_EMPTY);
     assert_int_equal (size, 0);
@@ -162,7 +113,7 @@ test_import_read (void **state)
     assert_false (jm_store_has (s_store, "not-a-hash"));
 
     /* import from an fd at its current offset */
-    snprintf (src, sizeof src, "%s/in.txt", s_dir);
+    snprintf (src, sizeof src, "%s/in.txt", jm_test_dir);
     int fd = open (src, O_RDONLY);
     assert_int_equal (lseek (fd, 7, SEEK_SET), 7);
     assert_int_equal (jm_store_import_fd (s_store, fd, src, hash, &size, err, sizeof err), 0);
@@ -206,7 +157,7 @@ test_writer (void **state)
     assert_true (jm_store_has (s_store, hash));
     char path[700];
     size_t got = 0;
-    char *back = s_read (jm_store_path (s_store, hash, path, sizeof path), &got);
+    char *back = jm_test_read (jm_store_path (s_store, hash, path, sizeof path), &got);
     assert_int_equal (got, n);
     assert_memory_equal (back, data, n);
     free (back);
@@ -278,8 +229,8 @@ test_copy_out (void **state)
 {
     (void)state;
     char err[1024], src[700], hash[JM_HASH_HEX], path[800];
-    snprintf (src, sizeof src, "%s/new.txt", s_dir);
-    s_write (src, "new content", 11);
+    snprintf (src, sizeof src, "%s/new.txt", jm_test_dir);
+    jm_test_write (src, "new content");
     assert_int_equal (jm_store_import (s_store, src, hash, NULL, err, sizeof err), 0);
 
     int dfd = open (s_work, O_RDONLY | O_DIRECTORY);
@@ -293,7 +244,7 @@ test_copy_out (void **state)
     assert_int_equal (stat (path, &st), 0);
     assert_int_equal (st.st_mode & 07777, 0750);
     size_t n;
-    char *back = s_read (path, &n);
+    char *back = jm_test_read (path, &n);
     assert_int_equal (n, 11);
     assert_memory_equal (back, "new content", 11);
     free (back);
@@ -301,7 +252,7 @@ test_copy_out (void **state)
     /* replacing an existing file is atomic: a reader holding the old file
        keeps seeing the old content, and no temp file is left behind */
     snprintf (path, sizeof path, "%s/a/old.txt", s_work);
-    s_write (path, "old", 3);
+    jm_test_write (path, "old");
     int old = open (path, O_RDONLY);
     assert_int_equal (jm_store_copy_out (s_store, hash, dfd, "a/old.txt", 0644, err, sizeof err),
                       0);
@@ -309,13 +260,13 @@ test_copy_out (void **state)
     assert_int_equal (pread (old, buf, sizeof buf, 0), 3);
     assert_memory_equal (buf, "old", 3);
     close (old);
-    back = s_read (path, &n);
+    back = jm_test_read (path, &n);
     assert_int_equal (n, 11);
     free (back);
     assert_int_equal (stat (path, &st), 0);
     assert_int_equal (st.st_mode & 07777, 0644);
     snprintf (path, sizeof path, "%s/a", s_work);
-    assert_int_equal (s_count_entries (path), 2); /* b/ and old.txt */
+    assert_int_equal (jm_test_count_entries (path), 2); /* b/ and old.txt */
 
     /* the empty file needs no object */
     assert_int_equal (
@@ -343,15 +294,15 @@ test_copy_out_escapes (void **state)
 {
     (void)state;
     char err[1024], src[700], hash[JM_HASH_HEX], path[800];
-    snprintf (src, sizeof src, "%s/evil.txt", s_dir);
-    s_write (src, "evil", 4);
+    snprintf (src, sizeof src, "%s/evil.txt", jm_test_dir);
+    jm_test_write (src, "evil");
     assert_int_equal (jm_store_import (s_store, src, hash, NULL, err, sizeof err), 0);
     int dfd = open (s_work, O_RDONLY | O_DIRECTORY);
 
     snprintf (path, sizeof path, "%s/esc", s_work);
     assert_int_equal (symlink (s_out, path), 0); /* esc -> a directory outside */
     snprintf (path, sizeof path, "%s/victim", s_out);
-    s_write (path, "precious", 8);
+    jm_test_write (path, "precious");
     snprintf (path, sizeof path, "%s/plink", s_work);
     char victim[800];
     snprintf (victim, sizeof victim, "%s/victim", s_out);
@@ -373,11 +324,11 @@ test_copy_out_escapes (void **state)
     assert_true (S_ISREG (st.st_mode));
 
     size_t n;
-    char *back = s_read (victim, &n);
+    char *back = jm_test_read (victim, &n);
     assert_int_equal (n, 8);
     assert_memory_equal (back, "precious", 8);
     free (back);
-    assert_int_equal (s_count_entries (s_out), 1);
+    assert_int_equal (jm_test_count_entries (s_out), 1);
     close (dfd);
 }
 

@@ -1,5 +1,6 @@
 /*  test_submission.c - dpdispatcher-style submission files: loading,
     validation errors a user would hit, and the SUBMIT message. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include "jm_sha256.h"
 #include "jm_store.h"
 #include "jm_submission.h"
+#include "jm_testutil.h"
 
 #include <dirent.h>
 #include <limits.h>
@@ -19,65 +21,40 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char s_dir[64];   /* temp root */
-static char s_work[128]; /* --work-dir */
-static char s_runs[128]; /* work_dir/runs (work_base) */
-static char s_subfile[128];
+static char s_work[300]; /* --work-dir */
+static char s_runs[300]; /* work_dir/runs (work_base) */
+static char s_subfile[300];
 
 static char *
 s_path (const char *rel)
 {
-    static char buf[8][PATH_MAX];
-    static int i;
-    i = (i + 1) % 8;
-    snprintf (buf[i], sizeof buf[i], "%s/%s", s_dir, rel);
-    return buf[i];
-}
-
-static void
-s_write (const char *path, const char *text)
-{
-    FILE *f = fopen (path, "w");
-    assert_non_null (f);
-    fputs (text, f);
-    fclose (f);
+    return jm_test_path (jm_test_dir, rel);
 }
 
 static int
 s_setup (void **state)
 {
-    (void)state;
-    snprintf (s_dir, sizeof s_dir, "/tmp/jm_test_sub.XXXXXX");
-    if (!mkdtemp (s_dir))
+    if (jm_test_dir_setup (state) != 0) /* the temp root */
         return -1;
-    snprintf (s_work, sizeof s_work, "%s/work", s_dir);
-    snprintf (s_runs, sizeof s_runs, "%s/work/runs", s_dir);
-    snprintf (s_subfile, sizeof s_subfile, "%s/sub.yml", s_dir);
+    snprintf (s_work, sizeof s_work, "%s/work", jm_test_dir);
+    snprintf (s_runs, sizeof s_runs, "%s/work/runs", jm_test_dir);
+    snprintf (s_subfile, sizeof s_subfile, "%s/sub.yml", jm_test_dir);
     mkdir (s_work, 0755);
     mkdir (s_runs, 0755);
     mkdir (s_path ("work/runs/t0"), 0755);
     mkdir (s_path ("work/runs/t1"), 0755);
-    s_write (s_path ("work/runs/common.dat"), "shared input\n");
-    s_write (s_path ("work/runs/t0/in.dat"), "task zero\n");
-    s_write (s_path ("work/runs/t1/in.dat"), "task one\n");
-    s_write (s_path ("work/runs/t1/empty"), "");
-    s_write (s_path ("secret"), "outside the work base\n");
+    jm_test_write (s_path ("work/runs/common.dat"), "shared input\n");
+    jm_test_write (s_path ("work/runs/t0/in.dat"), "task zero\n");
+    jm_test_write (s_path ("work/runs/t1/in.dat"), "task one\n");
+    jm_test_write (s_path ("work/runs/t1/empty"), "");
+    jm_test_write (s_path ("secret"), "outside the work base\n");
     return 0;
-}
-
-static int
-s_teardown (void **state)
-{
-    (void)state;
-    char cmd[128];
-    snprintf (cmd, sizeof cmd, "rm -rf '%s'", s_dir);
-    return system (cmd);
 }
 
 static jm_submission_t *
 s_load_text (const char *text, char *err, size_t errlen)
 {
-    s_write (s_subfile, text);
+    jm_test_write (s_subfile, text);
     return jm_submission_load (s_subfile, s_work, err, errlen);
 }
 
@@ -199,12 +176,12 @@ test_defaults (void **state)
     char cwd[PATH_MAX];
     assert_non_null (getcwd (cwd, sizeof cwd));
     assert_int_equal (chdir (s_runs), 0);
-    s_write (s_subfile, "task_list:\n"
-                        "  - command: echo hi\n"
-                        "    task_work_path: ./\n"
-                        "  - command: echo 000\n"
-                        "    task_work_path: 000\n"
-                        "    outlog:\n");
+    jm_test_write (s_subfile, "task_list:\n"
+                              "  - command: echo hi\n"
+                              "    task_work_path: ./\n"
+                              "  - command: echo 000\n"
+                              "    task_work_path: 000\n"
+                              "    outlog:\n");
     jm_submission_t *s = jm_submission_load (s_subfile, NULL, err, sizeof err);
     assert_int_equal (chdir (cwd), 0);
     if (!s)
@@ -234,7 +211,7 @@ test_defaults (void **state)
 static void
 s_expect_error (const char *text, int line, const char *want)
 {
-    char err[4096] = "", prefix[256];
+    char err[4096] = "", prefix[PATH_MAX];
     jm_submission_t *s = s_load_text (text, err, sizeof err);
     if (s) {
         jm_submission_destroy (&s);
@@ -344,7 +321,7 @@ test_unsafe_files (void **state)
     s_expect_error ("work_base: runs\nforward_common_files: [leak]\n" TASK0, 2,
                     "forward_common_files[0]: 'leak' leads outside");
     /* a task directory that is a symlink out of the work base */
-    assert_int_equal (symlink (s_dir, s_path ("work/runs/t2")), 0);
+    assert_int_equal (symlink (jm_test_dir, s_path ("work/runs/t2")), 0);
     s_expect_error ("work_base: runs\n"
                     "task_list:\n"
                     "  - command: x\n"
@@ -411,11 +388,12 @@ s_check_file (const jm_wfile_t *f, const char *name, const char *local, uint32_t
         char buf[256];
         ssize_t n = jm_store_read (store, hash, 0, buf, sizeof buf, NULL, 0);
         assert_int_equal (n, (ssize_t)size);
-        char orig[256];
-        FILE *fp = fopen (local, "r");
-        assert_int_equal (fread (orig, 1, sizeof orig, fp), size);
-        fclose (fp);
+        size_t len = 0;
+        char *orig = jm_test_read (local, &len);
+        assert_non_null (orig);
+        assert_int_equal (len, size);
         assert_memory_equal (buf, orig, size);
+        free (orig);
     }
 }
 
@@ -512,13 +490,14 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_valid_yaml, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_valid_json, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_defaults, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_errors, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_unsafe_files, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_to_msg, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_failed_load_stores_nothing, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_valid_yaml, s_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_valid_json, s_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_defaults, s_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_errors, s_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_unsafe_files, s_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_to_msg, s_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_failed_load_stores_nothing, s_setup,
+                                         jm_test_dir_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -13,10 +13,9 @@
 #include <cmocka.h>
 // clang-format on
 
+#include "jm_testutil.h"
 #include "jm_xfer.h"
 
-#include <dirent.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,15 +55,6 @@ typedef struct {
     /* optional: forget this cookie from the first done callback */
     void *forget_in_done;
 } ctx_t;
-
-static char s_dir[] = "/tmp/jm_test_xfer_XXXXXX";
-
-static int
-s_rm (const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove (path);
-}
 
 /* encode + decode: what the other side would see */
 static jm_msg_t *
@@ -156,9 +146,9 @@ s_ctx (const char *name)
 {
     ctx_t *c = calloc (1, sizeof *c);
     char path[600], err[512];
-    snprintf (path, sizeof path, "%s/%s/sender", s_dir, name);
+    snprintf (path, sizeof path, "%s/%s/sender", jm_test_dir, name);
     c->sender = jm_store_new (path, err, sizeof err);
-    snprintf (path, sizeof path, "%s/%s/receiver", s_dir, name);
+    snprintf (path, sizeof path, "%s/%s/receiver", jm_test_dir, name);
     c->receiver = jm_store_new (path, err, sizeof err);
     assert_non_null (c->sender);
     assert_non_null (c->receiver);
@@ -170,17 +160,7 @@ s_ctx (const char *name)
 static size_t
 s_tmp_entries (jm_store_t *store)
 {
-    char path[700];
-    snprintf (path, sizeof path, "%s/tmp", jm_store_dir (store));
-    DIR *d = opendir (path);
-    assert_non_null (d);
-    size_t n = 0;
-    struct dirent *e;
-    while ((e = readdir (d)))
-        if (strcmp (e->d_name, ".") && strcmp (e->d_name, ".."))
-            n++;
-    closedir (d);
-    return n;
+    return jm_test_count_entries (jm_test_path (jm_store_dir (store), "tmp"));
 }
 
 static void
@@ -212,11 +192,8 @@ s_put (ctx_t *c, size_t size, uint32_t seed, char hash[JM_HASH_HEX])
         data[i] = (unsigned char)(seed >> 16);
     }
     char path[600], err[512];
-    snprintf (path, sizeof path, "%s/src-%u", s_dir, seed);
-    FILE *f = fopen (path, "w");
-    assert_non_null (f);
-    assert_int_equal (fwrite (data, 1, size, f), size);
-    fclose (f);
+    snprintf (path, sizeof path, "%s/src-%u", jm_test_dir, seed);
+    jm_test_write_bytes (path, data, size);
     uint64_t got = 0;
     assert_int_equal (jm_store_import (c->sender, path, hash, &got, err, sizeof err), 0);
     assert_int_equal (got, size);
@@ -235,20 +212,6 @@ s_assert_received (ctx_t *c, const char *hash, const unsigned char *data, size_t
                       (ssize_t)size);
     assert_memory_equal (buf, data, size);
     free (buf);
-}
-
-static int
-setup (void **state)
-{
-    (void)state;
-    return mkdtemp (s_dir) ? 0 : -1;
-}
-
-static int
-teardown (void **state)
-{
-    (void)state;
-    return nftw (s_dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 static void
@@ -600,5 +563,5 @@ main (void)
         cmocka_unit_test (test_peer_lost),
         cmocka_unit_test (test_forget),
     };
-    return cmocka_run_group_tests (tests, setup, teardown);
+    return cmocka_run_group_tests (tests, jm_test_dir_setup, jm_test_dir_teardown);
 }

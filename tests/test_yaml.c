@@ -1,4 +1,5 @@
 /*  test_yaml.c - YAML/JSON to jm_ynode_t tree. */
+#define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "jm_testutil.h"
 #include "jm_yaml.h"
 
 #include <stdio.h>
@@ -181,23 +183,18 @@ static void
 test_load_file (void **state)
 {
     (void)state;
-    char dir[] = "/tmp/jm_test_yaml.XXXXXX";
-    assert_non_null (mkdtemp (dir));
-    char path[256];
+    char dir[256];
+    assert_non_null (jm_test_tmpdir (dir, sizeof (dir), "yaml"));
+    char path[300];
     snprintf (path, sizeof (path), "%s/c.yml", dir);
-    FILE *f = fopen (path, "w");
-    assert_non_null (f);
-    fputs ("x:\n  - 1\n  - [2\n", f);
-    fclose (f);
+    jm_test_write (path, "x:\n  - 1\n  - [2\n");
     char err[512] = "";
     assert_null (jm_yaml_load_file (path, err, sizeof (err)));
-    char prefix[300];
+    char prefix[320];
     snprintf (prefix, sizeof (prefix), "%s:", path);
     assert_int_equal (strncmp (err, prefix, strlen (prefix)), 0);
 
-    f = fopen (path, "w");
-    fputs ("x:\n  - 1\n  - 2\n", f);
-    fclose (f);
+    jm_test_write (path, "x:\n  - 1\n  - 2\n");
     jm_ynode_t *root = jm_yaml_load_file (path, err, sizeof (err));
     assert_non_null (root);
     assert_int_equal (jm_ynode_get (root, "x")->items[1]->line, 3);
