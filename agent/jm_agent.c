@@ -719,6 +719,10 @@ s_flush_batch (s_agent_t *self)
     if (!req)
         return;
     self->batch = NULL;
+    if (req->nends == 0) { /* every task had nothing to collect */
+        s_req_destroy (&req);
+        return;
+    }
     uint64_t id = jm_worker_import (self->worker, self->root, req->items, req->n);
     if (id == 0) {
         s_import_done (self, req, NULL, "the agent's file worker has stopped");
@@ -748,9 +752,10 @@ s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
                                     sizeof err);
     s_req_t *req = NULL;
     size_t first = 0;
+    bool collect = t->backward.n > 0 || (t->outlog && *t->outlog) || (t->errlog && *t->errlog);
     if (tfd < 0)
         s_reason_add (reason, sizeof reason, "cannot open the task directory: %s", err);
-    else {
+    else if (collect) {
         close (tfd);
         if (!self->batch)
             self->batch = s_req_new (false, 0);
@@ -783,6 +788,8 @@ s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
             s_add_file (req, tdir, t->errlog, seen);
         zhashx_destroy (&seen);
     }
+    else
+        close (tfd);
     if (!req || req->n == first) {
         jm_str_set (&m->reason, reason);
         s_send (self, m);
