@@ -16,9 +16,9 @@
 #include <stdint.h>
 
 typedef struct {
-    char *home;          /* absolute */
-    char *bind;          /* default tcp://127.0.0.1:7100 */
-    char *endpoint;      /* for clients; default derived from bind */
+    char *home;            /* absolute */
+    char *bind;            /* default tcp://127.0.0.1:7100 */
+    char *endpoint;        /* for clients; default derived from bind */
     uint64_t heartbeat_ms; /* default 1000 */
     uint64_t chunk_size;   /* default 1 MiB */
     uint64_t window;       /* chunks in flight per peer, default 8 */

@@ -50,12 +50,11 @@ jm_log (jm_log_level_t level, const char *fmt, ...)
     struct tm tm;
     localtime_r (&tv.tv_sec, &tm);
     char line[4096];
-    int n = snprintf (line, sizeof line, "%02d:%02d:%02d.%03d %s %s: ", tm.tm_hour,
-                      tm.tm_min, tm.tm_sec, (int) (tv.tv_usec / 1000), names[level],
-                      s_prog);
+    int n = snprintf (line, sizeof line, "%02d:%02d:%02d.%03d %s %s: ", tm.tm_hour, tm.tm_min,
+                      tm.tm_sec, (int)(tv.tv_usec / 1000), names[level], s_prog);
     va_list ap;
     va_start (ap, fmt);
-    vsnprintf (line + n, sizeof line - (size_t) n - 1, fmt, ap);
+    vsnprintf (line + n, sizeof line - (size_t)n - 1, fmt, ap);
     va_end (ap);
     /* one write per line keeps lines whole when several processes share a log */
     size_t len = strlen (line);

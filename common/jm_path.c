@@ -343,7 +343,7 @@ jm_path_glob_beneath (const char *dir, const char *pattern, zlist_t *matches, ch
         if (stat (m, &st) != 0 || !S_ISREG (st.st_mode))
             continue;
         /* matches is autofree (see jm_path.h): the list keeps its own copy */
-        if (zlist_append (matches, (char *) rel) != 0)
+        if (zlist_append (matches, (char *)rel) != 0)
             continue;
         added++;
     }

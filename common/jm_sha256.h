@@ -2,9 +2,9 @@
 #ifndef JM_SHA256_H
 #define JM_SHA256_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <stdbool.h>
 
 #define JM_HASH_HEX 65 /* 64 hex digits + NUL */
 /* SHA-256 of the empty input: the empty file is never transferred. */

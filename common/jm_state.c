@@ -11,10 +11,9 @@ static const char *s_names[JM_TASK_NSTATES] = {
 /* s_next[from] = set of states reachable from 'from' in one step. */
 static const unsigned s_next[JM_TASK_NSTATES] = {
     [JM_TASK_PENDING] = B (STAGING) | B (CANCELLED),
-    [JM_TASK_STAGING] = B (QUEUED) | B (RUNNING) | B (FETCHING) | B (FAILED)
-                        | B (CANCELLED) | B (PENDING),
-    [JM_TASK_QUEUED] = B (RUNNING) | B (FETCHING) | B (FAILED) | B (CANCELLED)
-                       | B (PENDING),
+    [JM_TASK_STAGING] =
+        B (QUEUED) | B (RUNNING) | B (FETCHING) | B (FAILED) | B (CANCELLED) | B (PENDING),
+    [JM_TASK_QUEUED] = B (RUNNING) | B (FETCHING) | B (FAILED) | B (CANCELLED) | B (PENDING),
     [JM_TASK_RUNNING] = B (FETCHING) | B (FAILED) | B (CANCELLED) | B (PENDING),
     [JM_TASK_FETCHING] = B (DONE) | B (FAILED) | B (CANCELLED),
     [JM_TASK_DONE] = 0,
@@ -26,7 +25,7 @@ static const unsigned s_next[JM_TASK_NSTATES] = {
 const char *
 jm_task_state_name (jm_task_state_t state)
 {
-    if ((int) state < 0 || state >= JM_TASK_NSTATES)
+    if ((int)state < 0 || state >= JM_TASK_NSTATES)
         return "?";
     return s_names[state];
 }
@@ -49,7 +48,7 @@ jm_task_state_terminal (jm_task_state_t state)
 bool
 jm_task_transition_ok (jm_task_state_t from, jm_task_state_t to)
 {
-    if ((int) from < 0 || from >= JM_TASK_NSTATES || (int) to < 0 || to >= JM_TASK_NSTATES)
+    if ((int)from < 0 || from >= JM_TASK_NSTATES || (int)to < 0 || to >= JM_TASK_NSTATES)
         return false;
     return (s_next[from] >> to) & 1u;
 }

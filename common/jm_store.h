@@ -29,17 +29,16 @@ char *jm_store_path (jm_store_t *self, const char *hash, char *buf, size_t bufle
 
 /* Copy a file into the store while hashing it (one read pass).  If the
    object already exists the copy is dropped.  0, or -1 + err naming path. */
-int jm_store_import (jm_store_t *self, const char *path, char hash[JM_HASH_HEX],
-                     uint64_t *size_p, char *err, size_t errlen);
+int jm_store_import (jm_store_t *self, const char *path, char hash[JM_HASH_HEX], uint64_t *size_p,
+                     char *err, size_t errlen);
 /* Same, from an open fd (read from its current offset to EOF). */
 int jm_store_import_fd (jm_store_t *self, int fd, const char *name_for_errors,
-                        char hash[JM_HASH_HEX], uint64_t *size_p, char *err,
-                        size_t errlen);
+                        char hash[JM_HASH_HEX], uint64_t *size_p, char *err, size_t errlen);
 
 /* Read up to len bytes of an object at offset.  Returns bytes read (0 at or
    past EOF), or -1 + err if the object is missing or unreadable. */
-ssize_t jm_store_read (jm_store_t *self, const char *hash, uint64_t offset, void *buf,
-                       size_t len, char *err, size_t errlen);
+ssize_t jm_store_read (jm_store_t *self, const char *hash, uint64_t offset, void *buf, size_t len,
+                       char *err, size_t errlen);
 /* Size of an object, or -1 if missing. */
 int64_t jm_store_size (jm_store_t *self, const char *hash);
 
@@ -48,8 +47,8 @@ int64_t jm_store_size (jm_store_t *self, const char *hash);
     identical commit is fine). abort removes the temp file. */
 jm_store_writer_t *jm_store_writer_new (jm_store_t *self, const char *hash, uint64_t size,
                                         char *err, size_t errlen);
-int jm_store_writer_write (jm_store_writer_t *self, uint64_t offset, const void *data,
-                           size_t len, char *err, size_t errlen);
+int jm_store_writer_write (jm_store_writer_t *self, uint64_t offset, const void *data, size_t len,
+                           char *err, size_t errlen);
 uint64_t jm_store_writer_received (jm_store_writer_t *self);
 int jm_store_writer_commit (jm_store_writer_t **self_p, char *err, size_t errlen);
 void jm_store_writer_abort (jm_store_writer_t **self_p);

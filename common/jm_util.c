@@ -16,7 +16,7 @@ jm_now_ms (void)
 {
     struct timespec ts;
     clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 int
@@ -57,7 +57,7 @@ jm_read_file (const char *path, size_t *len_p, char *err, size_t errlen)
         }
         if (n == 0)
             break;
-        len += (size_t) n;
+        len += (size_t)n;
     }
     close (fd);
     buf[len] = 0;
@@ -67,12 +67,12 @@ jm_read_file (const char *path, size_t *len_p, char *err, size_t errlen)
 }
 
 int
-jm_write_file_atomic (const char *path, const void *data, size_t len, unsigned mode,
-                      char *err, size_t errlen)
+jm_write_file_atomic (const char *path, const void *data, size_t len, unsigned mode, char *err,
+                      size_t errlen)
 {
     size_t plen = strlen (path);
     char *tmp = malloc (plen + 32);
-    snprintf (tmp, plen + 32, "%s.tmp.%d", path, (int) getpid ());
+    snprintf (tmp, plen + 32, "%s.tmp.%d", path, (int)getpid ());
     int fd = open (tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0) {
         jm_err (err, errlen, "cannot create '%s': %s", tmp, strerror (errno));
@@ -93,7 +93,7 @@ jm_write_file_atomic (const char *path, const void *data, size_t len, unsigned m
             return -1;
         }
         p += n;
-        left -= (size_t) n;
+        left -= (size_t)n;
     }
     fchmod (fd, mode);
     if (close (fd) != 0 || rename (tmp, path) != 0) {

@@ -18,17 +18,17 @@
 typedef struct _jm_xfer_t jm_xfer_t;
 
 /* Sends msg to peer (takes ownership, destroys *msg_p). 0 or -1. */
-typedef int(jm_xfer_send_fn) (void *arg, const char *peer, jm_msg_t **msg_p);
+typedef int (jm_xfer_send_fn) (void *arg, const char *peer, jm_msg_t **msg_p);
 /* Object finished: ok 0 = present in store, -1 = failed (reason says why).
    cookie is the value given to jm_xfer_want. */
-typedef void(jm_xfer_done_fn) (void *arg, const char *peer, const char *hash, int ok,
-                               const char *reason, void *cookie);
+typedef void (jm_xfer_done_fn) (void *arg, const char *peer, const char *hash, int ok,
+                                const char *reason, void *cookie);
 
 #define JM_XFER_CHUNK (1024 * 1024)
 #define JM_XFER_WINDOW 8
 
-jm_xfer_t *jm_xfer_new (jm_store_t *store, size_t chunk_size, size_t window,
-                        jm_xfer_send_fn *send, jm_xfer_done_fn *done, void *arg);
+jm_xfer_t *jm_xfer_new (jm_store_t *store, size_t chunk_size, size_t window, jm_xfer_send_fn *send,
+                        jm_xfer_done_fn *done, void *arg);
 void jm_xfer_destroy (jm_xfer_t **self_p);
 
 /*  Want object hash (size bytes) from peer.  If it is already in the store,

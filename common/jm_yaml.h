@@ -10,13 +10,13 @@ typedef enum { JM_Y_SCALAR, JM_Y_SEQ, JM_Y_MAP } jm_ynode_type_t;
 
 typedef struct jm_ynode {
     jm_ynode_type_t type;
-    int line, column;          /* 1-based */
-    char *value;               /* SCALAR: text (never NULL) */
-    bool quoted;               /* SCALAR: was quoted ("..."/'...') */
-    size_t n;                  /* SEQ: items, MAP: pairs */
-    struct jm_ynode **items;   /* SEQ items, or MAP values */
-    char **keys;               /* MAP keys (scalar keys only) */
-    int *key_lines;            /* MAP key lines */
+    int line, column;        /* 1-based */
+    char *value;             /* SCALAR: text (never NULL) */
+    bool quoted;             /* SCALAR: was quoted ("..."/'...') */
+    size_t n;                /* SEQ: items, MAP: pairs */
+    struct jm_ynode **items; /* SEQ items, or MAP values */
+    char **keys;             /* MAP keys (scalar keys only) */
+    int *key_lines;          /* MAP key lines */
 } jm_ynode_t;
 
 /* Parse a file / string holding one document.  Aliases are refused; a

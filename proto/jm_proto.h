@@ -182,8 +182,7 @@ void jm_msg_destroy (jm_msg_t **self_p);
 /*  Encode into a newly allocated buffer (*buf_p, caller frees with free()).
     Returns 0, or -1 if a field violates the table's limits (a programmer or
     input error; err says which field). */
-int jm_msg_encode (const jm_msg_t *self, uint8_t **buf_p, size_t *size_p,
-                   char *err, size_t errlen);
+int jm_msg_encode (const jm_msg_t *self, uint8_t **buf_p, size_t *size_p, char *err, size_t errlen);
 
 /*  Strict decode of one message.  On success *msg_p is a new message and 0
     is returned.  On failure returns a jm_proto_err_t code, *msg_p is NULL
@@ -191,8 +190,8 @@ int jm_msg_encode (const jm_msg_t *self, uint8_t **buf_p, size_t *size_p,
     e.g. "JOB: field 'tasks[3].path': string of 5000 bytes exceeds 4096".
     For JM_PROTO_EVERSION, *peer_version_p (if non-NULL) receives the
     version the peer sent (0 if absent). Never crashes on any input. */
-int jm_msg_decode (const uint8_t *data, size_t size, jm_msg_t **msg_p,
-                   uint64_t *peer_version_p, char *err, size_t errlen);
+int jm_msg_decode (const uint8_t *data, size_t size, jm_msg_t **msg_p, uint64_t *peer_version_p,
+                   char *err, size_t errlen);
 
 /*  Socket helpers.  For a ROUTER socket pass the peer's routing id frame
     (not consumed; it is copied).  Destroys *self_p in every case.
@@ -209,8 +208,8 @@ jm_msg_t *jm_msg_recv (zsock_t *sock, zframe_t **routing_id_p, int *errcode_p,
                        uint64_t *peer_version_p, char *err, size_t errlen);
 
 /* Builders.  Strings are copied; NULL is stored as "". */
-jm_wfile_t *jm_wfiles_push (jm_wfiles_t *list, const char *path,
-                            const char *hash, uint64_t size, uint32_t mode);
+jm_wfile_t *jm_wfiles_push (jm_wfiles_t *list, const char *path, const char *hash, uint64_t size,
+                            uint32_t mode);
 void jm_strs_push (jm_strs_t *list, const char *s);
 void jm_u64s_push (jm_u64s_t *list, uint64_t v);
 /* New zeroed task at the end of the list; set its members (strings: use
