@@ -39,6 +39,8 @@
 
 #define S_PEER "coord"
 #define S_REASON_MAX 8000
+#define S_REQS_MAX 4096
+#define S_COLLECT_MAX 100000 /* files in one COLLECTED (the table's limit) */
 
 typedef struct _s_agent_t s_agent_t;
 
@@ -57,6 +59,8 @@ typedef struct {
    fidx). */
 typedef struct {
     bool place;
+    jm_msg_t *collected; /* a COLLECTED waiting for the import (else NULL) */
+    char *creason;       /* its reason so far, malloc'ed */
     uint64_t job_id;
     jm_worker_item_t *items;
     size_t n, cap;
@@ -81,6 +85,8 @@ typedef struct {
     bool placing;       /* files being placed by the worker */
     bool over;          /* the job's process has ended */
     size_t ends_queued; /* TASK_ENDs waiting for the worker */
+    jm_wfiles_t rewant; /* files whose fetch the lost connection broke:
+                           wanted again after the next WELCOME */
     bool *ended;        /* per task index */
     zhashx_t *index;    /* "task_id" -> task index + 1 */
 } s_job_t;
@@ -108,6 +114,17 @@ struct _s_agent_t {
     int64_t last_hello;
     int hello_pending; /* HELLOs not yet answered */
     bool welcomed;
+    /* FETCHes sent and not answered yet, oldest first.  Those sent before
+       the connection was declared lost are stale: their answers (which come
+       before the WELCOME to our next HELLO, or never) are dropped, so that
+       they cannot be taken for answers to the FETCHes asked again. */
+    struct {
+        char hash[JM_HASH_HEX];
+        uint64_t offset;
+        bool stale;
+    } * reqs_out;
+    size_t nreqs_out, reqs_out_cap;
+    bool losing;      /* jm_xfer_peer_lost runs because the connection was lost */
     zhashx_t *jobs;   /* "job_id" -> s_job_t * */
     zhashx_t *placed; /* "sub_id\npath" -> hash: common files placed */
     int rc;
@@ -129,7 +146,43 @@ s_xfer_send (void *arg, const char *peer, jm_msg_t **msg_p)
 {
     (void)peer;
     s_agent_t *self = arg;
+    if ((*msg_p)->id == JM_MSG_FETCH) {
+        if (self->nreqs_out == S_REQS_MAX) {
+            /* a peer that does not answer in kind: forget the oldest */
+            memmove (self->reqs_out, self->reqs_out + 1,
+                     (self->nreqs_out - 1) * sizeof *self->reqs_out);
+            self->nreqs_out--;
+        }
+        if (self->nreqs_out == self->reqs_out_cap) {
+            self->reqs_out_cap = self->reqs_out_cap ? 2 * self->reqs_out_cap : 16;
+            self->reqs_out = realloc (self->reqs_out, self->reqs_out_cap * sizeof *self->reqs_out);
+            assert (self->reqs_out);
+        }
+        memcpy (self->reqs_out[self->nreqs_out].hash, (*msg_p)->hash, JM_HASH_HEX);
+        self->reqs_out[self->nreqs_out].offset = (*msg_p)->offset;
+        self->reqs_out[self->nreqs_out].stale = false;
+        self->nreqs_out++;
+    }
     return jm_msg_send (msg_p, self->dealer, NULL);
+}
+
+/*  A CHUNK or NOFILE from the coordinator: true if it answers a FETCH sent
+    before the connection was declared lost (to be dropped).  The oldest
+    matching request is the one answered. */
+static bool
+s_answer_is_stale (s_agent_t *self, const jm_msg_t *msg)
+{
+    for (size_t i = 0; i < self->nreqs_out; i++) {
+        if (strcmp (self->reqs_out[i].hash, msg->hash) != 0 ||
+            (msg->id == JM_MSG_CHUNK && self->reqs_out[i].offset != msg->offset))
+            continue;
+        bool stale = self->reqs_out[i].stale;
+        memmove (self->reqs_out + i, self->reqs_out + i + 1,
+                 (self->nreqs_out - i - 1) * sizeof *self->reqs_out);
+        self->nreqs_out--;
+        return stale;
+    }
+    return false;
 }
 
 static void
@@ -193,6 +246,16 @@ s_key (uint64_t id, char *buf, size_t len)
     return buf;
 }
 
+static void
+s_wfiles_free (jm_wfiles_t *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        free (list->v[i].path);
+    free (list->v);
+    list->v = NULL;
+    list->n = 0;
+}
+
 static s_job_t *
 s_job_lookup (s_agent_t *self, uint64_t id)
 {
@@ -212,6 +275,7 @@ s_job_destroy (s_job_t **job_p)
     char key[32];
     zhashx_delete (self->jobs, s_key (job->id, key, sizeof key));
     jm_msg_destroy (&job->msg);
+    s_wfiles_free (&job->rewant);
     zhashx_destroy (&job->index);
     free (job->ended);
     free (job->fail);
@@ -348,6 +412,8 @@ s_req_destroy (s_req_t **req_p)
         free (req->ends[i].reason);
     }
     free (req->ends);
+    jm_msg_destroy (&req->collected);
+    free (req->creason);
     free (req->items);
     free (req->what);
     zlist_destroy (&req->strings);
@@ -543,9 +609,25 @@ static void
 s_xfer_done (void *arg, const char *peer, const char *hash, int ok, const char *reason,
              void *cookie)
 {
-    (void)arg;
     (void)peer;
+    s_agent_t *self = arg;
     s_job_t *job = cookie;
+    if (ok != 0 && self->losing) {
+        /* the connection went, not the file: the job keeps staging and
+           wants it again after the next WELCOME (its pending count stays) */
+        const jm_wfile_t *f = NULL;
+        for (size_t i = 0; !f && i < job->msg->common.n; i++)
+            if (strcmp (job->msg->common.v[i].hash, hash) == 0)
+                f = &job->msg->common.v[i];
+        for (size_t i = 0; !f && i < job->msg->tasks.n; i++)
+            for (size_t j = 0; !f && j < job->msg->tasks.v[i].forward.n; j++)
+                if (strcmp (job->msg->tasks.v[i].forward.v[j].hash, hash) == 0)
+                    f = &job->msg->tasks.v[i].forward.v[j];
+        if (f) {
+            jm_wfiles_push (&job->rewant, f->path, f->hash, f->size, f->mode);
+            return;
+        }
+    }
     if (ok != 0 && !job->fail) {
         char what[4400];
         s_describe_hash (job, hash, what, sizeof what);
@@ -610,6 +692,54 @@ s_on_job (s_agent_t *self, jm_msg_t *m)
     zhashx_destroy (&seen);
     if (--job->pending == 0)
         s_job_launch (job);
+}
+
+/* Want again what the lost connection broke (after WELCOME). */
+static void
+s_job_rewant (s_job_t *job)
+{
+    jm_wfiles_t list = job->rewant;
+    job->rewant = (jm_wfiles_t){0};
+    jm_debug ("job %" PRIu64 ": fetching %zu file(s) again", job->id, list.n);
+    job->pending++; /* hold: done() may run inside want() */
+    for (size_t i = 0; i < list.n; i++) {
+        const jm_wfile_t *f = &list.v[i];
+        if (jm_xfer_want (job->agent->xfer, S_PEER, f->hash, f->size, job->id, job) < 0) {
+            job->pending--;
+            s_job_set_fail (job, "file '%s': invalid hash '%s'", f->path, f->hash);
+        }
+    }
+    s_wfiles_free (&list);
+    if (--job->pending == 0)
+        s_job_launch (job);
+}
+
+/* After WELCOME: no answer to a FETCH sent before our HELLO can come any
+   more (it came before the WELCOME on the same connection, or was lost
+   with its connection); staging jobs want their broken files again. */
+static void
+s_resume_staging (s_agent_t *self)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < self->nreqs_out; i++)
+        if (!self->reqs_out[i].stale)
+            self->reqs_out[j++] = self->reqs_out[i];
+    self->nreqs_out = j;
+    size_t n = 0, cap = zhashx_size (self->jobs);
+    uint64_t *ids = calloc (cap + 1, sizeof (uint64_t));
+    assert (ids);
+    for (s_job_t *job = zhashx_first (self->jobs); job && n < cap; job = zhashx_next (self->jobs))
+        if (job->rewant.n > 0)
+            ids[n++] = job->id;
+    if (n)
+        jm_info ("%zu staging job(s) fetch their files again", n);
+    /* s_job_launch may destroy a job: look each one up again */
+    for (size_t i = 0; i < n; i++) {
+        s_job_t *job = s_job_lookup (self, ids[i]);
+        if (job && job->rewant.n > 0)
+            s_job_rewant (job);
+    }
+    free (ids);
 }
 
 static void
@@ -897,6 +1027,117 @@ s_on_sched_events (void *arg, const jm_sched_ev_t *evs, size_t n)
     s_flush_batch (self);
 }
 
+/* ------------------------------------------------------------------ */
+/* Backward common files */
+
+static void
+s_collect_done (s_agent_t *self, s_req_t *req, const jm_worker_reply_t *reply, const char *fail)
+{
+    char reason[S_REASON_MAX];
+    snprintf (reason, sizeof reason, "%s", req->creason ? req->creason : "");
+    jm_msg_t *m = req->collected;
+    req->collected = NULL;
+    if (fail)
+        s_reason_add (reason, sizeof reason, "cannot store the backward common files: %s", fail);
+    else
+        for (size_t i = 0; i < req->n; i++) {
+            const jm_worker_result_t *r = &reply->v[i];
+            const char *rel = req->items[i].rel;
+            if (r->status == JM_WORKER_OK)
+                jm_wfiles_push (&m->files, rel, r->hash, r->size, r->mode);
+            else if (r->status == JM_WORKER_MISSING)
+                s_reason_add (reason, sizeof reason, "backward common file '%s' not found", rel);
+            else
+                s_reason_add (reason, sizeof reason, "%s",
+                              r->error ? r->error : "cannot store a backward common file");
+        }
+    if (fail)
+        s_wfiles_free (&m->files);
+    jm_str_set (&m->reason, reason);
+    jm_info ("backward common files of %s: %zu file(s)%s%s", m->sub_id, m->files.n,
+             *reason ? ": " : "", reason);
+    s_send (self, m);
+}
+
+/*  COLLECT: expand the patterns beneath <root>/<sub_id>/ (confined), have
+    the worker import the matches, answer COLLECTED with their paths
+    relative to the work base (s_collect_done). */
+static void
+s_on_collect (s_agent_t *self, const jm_msg_t *m)
+{
+    jm_msg_t *reply = jm_msg_new (JM_MSG_COLLECTED);
+    jm_str_set (&reply->sub_id, m->sub_id);
+    char reason[S_REASON_MAX] = "", err[1024];
+    if (!s_sub_id_ok (m->sub_id)) {
+        snprintf (reason, sizeof reason,
+                  "sub_id '%s' is not a plain name ([A-Za-z0-9._-], no '..')",
+                  m->sub_id ? m->sub_id : "");
+        jm_str_set (&reply->reason, reason);
+        s_send (self, reply);
+        return;
+    }
+    int wfd = jm_path_open_beneath (self->rootfd, m->sub_id, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
+                                    err, sizeof err);
+    if (wfd < 0) {
+        snprintf (reason, sizeof reason, "the work base of %s is not at this site: %s", m->sub_id,
+                  err);
+        jm_str_set (&reply->reason, reason);
+        s_send (self, reply);
+        return;
+    }
+    close (wfd);
+    char dir[PATH_MAX + 80];
+    snprintf (dir, sizeof dir, "%s/%s", self->root, m->sub_id);
+    s_req_t *req = s_req_new (false, 0);
+    const char *wb = s_req_str (req, m->sub_id);
+    zhashx_t *seen = zhashx_new ();
+    for (size_t i = 0; i < m->backward_common.n; i++) {
+        const char *pat = m->backward_common.v[i];
+        if (jm_path_check_rel (pat, "backward common pattern", err, sizeof err) != 0) {
+            s_reason_add (reason, sizeof reason, "%s", err);
+            continue;
+        }
+        zlist_t *matches = zlist_new ();
+        zlist_autofree (matches);
+        err[0] = 0;
+        int n = jm_path_glob_beneath (dir, pat, matches, err, sizeof err);
+        if (n < 0)
+            s_reason_add (reason, sizeof reason, "backward common pattern '%s': %s", pat, err);
+        else {
+            if (err[0])
+                s_reason_add (reason, sizeof reason, "backward common pattern '%s': %s", pat, err);
+            if (n == 0 && !s_is_glob (pat))
+                s_reason_add (reason, sizeof reason, "backward common file '%s' not found", pat);
+            for (char *f = zlist_first (matches); f; f = zlist_next (matches)) {
+                if (req->n == S_COLLECT_MAX) {
+                    s_reason_add (reason, sizeof reason,
+                                  "more than %d backward common files; the rest are not sent",
+                                  S_COLLECT_MAX);
+                    break;
+                }
+                s_add_file (req, wb, f, seen);
+            }
+        }
+        zlist_destroy (&matches);
+    }
+    zhashx_destroy (&seen);
+    req->collected = reply;
+    req->creason = strdup (reason);
+    assert (req->creason);
+    if (req->n == 0) {
+        s_collect_done (self, req, NULL, NULL);
+        s_req_destroy (&req);
+        return;
+    }
+    uint64_t id = jm_worker_import (self->worker, self->root, req->items, req->n);
+    if (id == 0) {
+        s_collect_done (self, req, NULL, "the agent's file worker has stopped");
+        s_req_destroy (&req);
+        return;
+    }
+    s_req_register (self, req, id);
+}
+
 /* A reply from the file worker, or the news that it has stopped. */
 static int
 s_on_worker (zloop_t *loop, zsock_t *sock, void *arg)
@@ -913,6 +1154,8 @@ s_on_worker (zloop_t *loop, zsock_t *sock, void *arg)
             zhashx_delete (self->reqs, zhashx_cursor (self->reqs));
             if (req->place)
                 s_place_done (self, req, NULL, "the agent's file worker has stopped");
+            else if (req->collected)
+                s_collect_done (self, req, NULL, "the agent's file worker has stopped");
             else
                 s_import_done (self, req, NULL, "the agent's file worker has stopped");
             s_req_destroy (&req);
@@ -930,6 +1173,8 @@ s_on_worker (zloop_t *loop, zsock_t *sock, void *arg)
     const char *fail = reply->n == req->n ? NULL : "wrong number of results from the file worker";
     if (req->place)
         s_place_done (self, req, reply, fail);
+    else if (req->collected)
+        s_collect_done (self, req, reply, fail);
     else
         s_import_done (self, req, reply, fail);
     s_req_destroy (&req);
@@ -973,7 +1218,13 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
                          " ms; saying HELLO again",
                          self->cfg->coordinator, now - self->last_recv);
             self->welcomed = false;
+            /* staging jobs keep their place: what they were fetching is
+               asked for again after the next WELCOME (s_resume_staging) */
+            for (size_t i = 0; i < self->nreqs_out; i++)
+                self->reqs_out[i].stale = true;
+            self->losing = true;
             jm_xfer_peer_lost (self->xfer, S_PEER, "connection to the coordinator lost");
+            self->losing = false;
             if (forced)
                 self->hello_pending = 0;
             s_hello (self);
@@ -1012,6 +1263,7 @@ s_on_dealer (zloop_t *loop, zsock_t *sock, void *arg)
             s_set_heartbeat (self, m->heartbeat_ms);
         if (self->hello_pending == 0 && s_free_slots (self) > 0)
             s_credit (self, s_free_slots (self));
+        s_resume_staging (self);
         break;
     case JM_MSG_ERROR:
         if (m->code == 1) {
@@ -1046,7 +1298,15 @@ s_on_dealer (zloop_t *loop, zsock_t *sock, void *arg)
     }
     case JM_MSG_CHUNK:
     case JM_MSG_NOFILE:
-        jm_xfer_on_message (self->xfer, S_PEER, m);
+        if (s_answer_is_stale (self, m))
+            jm_debug ("%s for file %s offset %" PRIu64
+                      " answers a FETCH from before the connection was lost; dropped",
+                      jm_msg_name (m->id), m->hash, m->offset);
+        else
+            jm_xfer_on_message (self->xfer, S_PEER, m);
+        break;
+    case JM_MSG_COLLECT:
+        s_on_collect (self, m);
         break;
     default:
         jm_warn ("unexpected %s from the coordinator; ignored", jm_msg_name (m->id));
@@ -1237,6 +1497,7 @@ out:
     zsock_destroy (&self->dealer);
     jm_store_destroy (&self->store);
     zcert_destroy (&self->cert);
+    free (self->reqs_out);
     if (self->rootfd >= 0)
         close (self->rootfd);
     free (self);

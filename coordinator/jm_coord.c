@@ -36,6 +36,7 @@
 #define S_CREDIT_MAX 100000
 #define S_JOB_ID_BLOCK 1024
 #define S_REQS_MAX 4096
+#define S_COLLECT_WAIT 10 /* heartbeat intervals a collection waits for a site */
 
 typedef enum { ROLE_NONE, ROLE_AGENT, ROLE_CLIENT } role_t;
 
@@ -88,6 +89,32 @@ typedef struct {
     jm_msg_t *msg;
 } ack_t;
 
+/*  Collection of a submission's backward common files from one site:
+    WAIT (for the site to be connected) -> SENT (COLLECT sent) -> FETCH
+    (COLLECTED received, files being fetched and written) -> OVER. */
+typedef enum { CS_WAIT, CS_SENT, CS_FETCH, CS_OVER } csite_state_t;
+
+typedef struct _collect_t collect_t;
+
+typedef struct {
+    collect_t *coll; /* back pointer */
+    char *site;
+    csite_state_t state;
+    int64_t wait_since; /* CS_WAIT: when the wait for the site began (ms) */
+    jm_wfiles_t files;  /* CS_FETCH: what the site sent */
+    bool *file_done;
+    size_t left;
+} csite_t;
+
+struct _collect_t {
+    jm_csub_t *sub;
+    csite_t **sites;
+    size_t n;
+    char *fail;        /* first failure (the submission ends FAILED), or NULL */
+    zhashx_t *written; /* path -> "site\nhash" written into the work base */
+    bool over;         /* finished: freed at the end of the pass */
+};
+
 typedef struct {
     char *home;
     jm_config_t *cfg;
@@ -105,6 +132,7 @@ typedef struct {
     zlist_t *subs;       /* jm_csub_t, oldest first (owned) */
     zlist_t *acks;       /* ack_t, sent after the pass's commit */
     zlist_t *forget;     /* jm_ctask_t* whose pending wants to drop */
+    zlist_t *collects;   /* collect_t: backward common collections */
     zhashx_t *keynames;  /* Z85 public key -> allowed cert name */
     char allowed_dir[JM_PATH_MAX];
     struct timespec allowed_mtime;
@@ -253,12 +281,15 @@ s_sub_all_terminal (const jm_csub_t *sub)
            sub->ntasks;
 }
 
+static collect_t *s_collect_find (coord_t *self, jm_csub_t *sub);
+static bool s_collect_start (coord_t *self, jm_csub_t *sub);
+
+/* All tasks are terminal (and backward common files, if any, collected or
+   failed: collect_fail says why). */
 static void
-s_sub_check_finished (coord_t *self, jm_csub_t *sub)
+s_sub_finish (coord_t *self, jm_csub_t *sub, const char *collect_fail)
 {
-    if (sub->state != JM_SUB_ACTIVE || !s_sub_all_terminal (sub))
-        return;
-    if (sub->counts[JM_TASK_FAILED] > 0)
+    if (sub->counts[JM_TASK_FAILED] > 0 || collect_fail)
         sub->state = JM_SUB_FAILED;
     else if (sub->counts[JM_TASK_CANCELLED] > 0)
         sub->state = JM_SUB_CANCELLED;
@@ -268,7 +299,26 @@ s_sub_check_finished (coord_t *self, jm_csub_t *sub)
              " cancelled)",
              sub->id, jm_sub_state_name (sub->state), sub->counts[JM_TASK_DONE],
              sub->counts[JM_TASK_FAILED], sub->counts[JM_TASK_CANCELLED]);
+    if (collect_fail)
+        jm_warn ("submission %s FAILED: %s", sub->id, collect_fail);
     jm_coord_db_sub_update (self->db, sub);
+    sub->progress_dirty = true;
+    self->progress_dirty = true;
+}
+
+/*  Every task is terminal: the submission is finished, unless its backward
+    common files are still to be collected (not after a cancel). */
+static void
+s_sub_check_finished (coord_t *self, jm_csub_t *sub)
+{
+    if (sub->state != JM_SUB_ACTIVE || !s_sub_all_terminal (sub))
+        return;
+    if (s_collect_find (self, sub))
+        return;
+    if (sub->backward_common.n > 0 && sub->counts[JM_TASK_CANCELLED] == 0 &&
+        s_collect_start (self, sub))
+        return;
+    s_sub_finish (self, sub, NULL);
 }
 
 /*  The one place a task changes state: checks the transition table,
@@ -502,11 +552,374 @@ s_copy_out (coord_t *self, jm_ctask_t *t, const jm_wfile_t *f, char *err, size_t
     return 0;
 }
 
+/* ------------------------------------------------ backward common files */
+
+static collect_t *
+s_collect_find (coord_t *self, jm_csub_t *sub)
+{
+    for (collect_t *c = zlist_first (self->collects); c; c = zlist_next (self->collects))
+        if (c->sub == sub && !c->over)
+            return c;
+    return NULL;
+}
+
+/* The collection site that cookie is, or NULL (then it is a task). */
+static csite_t *
+s_csite_of (coord_t *self, void *cookie)
+{
+    for (collect_t *c = zlist_first (self->collects); c; c = zlist_next (self->collects))
+        for (size_t i = 0; i < c->n; i++)
+            if ((void *)c->sites[i] == cookie)
+                return c->sites[i];
+    return NULL;
+}
+
+static void
+s_csite_clear (csite_t *cs)
+{
+    jm_wfiles_clear (&cs->files);
+    free (cs->file_done);
+    cs->file_done = NULL;
+    cs->left = 0;
+}
+
+static void
+s_collect_destroy (coord_t *self, collect_t **coll_p)
+{
+    collect_t *c = *coll_p;
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n; i++) {
+        if (self->xfer)
+            jm_xfer_forget (self->xfer, c->sites[i]);
+        s_csite_clear (c->sites[i]);
+        free (c->sites[i]->site);
+        free (c->sites[i]);
+    }
+    free (c->sites);
+    free (c->fail);
+    zhashx_destroy (&c->written);
+    free (c);
+    *coll_p = NULL;
+}
+
+/* Every site has answered (or failed): the submission is finished. */
+static void
+s_collect_check (coord_t *self, collect_t *coll)
+{
+    if (coll->over)
+        return;
+    for (size_t i = 0; i < coll->n; i++)
+        if (coll->sites[i]->state != CS_OVER)
+            return;
+    coll->over = true;
+    if (!coll->fail)
+        jm_info ("submission %s: backward common files collected", coll->sub->id);
+    s_sub_finish (self, coll->sub, coll->fail);
+}
+
+static void
+s_csite_fail (coord_t *self, csite_t *cs, const char *reason)
+{
+    if (cs->state == CS_OVER)
+        return;
+    collect_t *coll = cs->coll;
+    jm_warn ("submission %s: %s", coll->sub->id, reason);
+    if (!coll->fail)
+        coll->fail = s_dup (reason);
+    cs->state = CS_OVER;
+    s_csite_clear (cs);
+    s_collect_check (self, coll);
+}
+
+static void
+s_csite_over (coord_t *self, csite_t *cs)
+{
+    cs->state = CS_OVER;
+    s_csite_clear (cs);
+    s_collect_check (self, cs->coll);
+}
+
+/* Send COLLECT if the site is connected, else (keep) waiting for it. */
+static void
+s_csite_send (coord_t *self, csite_t *cs)
+{
+    site_t *site = (site_t *)zhashx_lookup (self->sites, cs->site);
+    if (!site || !site->rid || site->lost) {
+        if (cs->state != CS_WAIT) {
+            cs->state = CS_WAIT;
+            cs->wait_since = jm_now_ms ();
+        }
+        jm_info ("submission %s: backward common files wait for site %s to connect",
+                 cs->coll->sub->id, cs->site);
+        return;
+    }
+    jm_msg_t *msg = jm_msg_new (JM_MSG_COLLECT);
+    jm_str_set (&msg->sub_id, cs->coll->sub->id);
+    const jm_csub_t *sub = cs->coll->sub;
+    for (size_t i = 0; i < sub->backward_common.n; i++)
+        jm_strs_push (&msg->backward_common, sub->backward_common.v[i]);
+    s_send (self, site->rid, &msg);
+    cs->state = CS_SENT;
+    jm_debug ("submission %s: COLLECT -> site %s", sub->id, cs->site);
+}
+
+/*  Start collecting sub's backward common files from every site that ran
+    tasks of it.  False if there is no such site (nothing to collect). */
+static bool
+s_collect_start (coord_t *self, jm_csub_t *sub)
+{
+    collect_t *coll = calloc (1, sizeof *coll);
+    assert (coll);
+    coll->sub = sub;
+    coll->written = zhashx_new ();
+    zhashx_set_destructor (coll->written, (zhashx_destructor_fn *)zstr_free);
+    zhashx_set_duplicator (coll->written, (zhashx_duplicator_fn *)strdup);
+    for (size_t i = 0; i < sub->ntasks; i++) {
+        const char *name = sub->tasks[i].site;
+        if (!name || !*name)
+            continue;
+        size_t j;
+        for (j = 0; j < coll->n; j++)
+            if (strcmp (coll->sites[j]->site, name) == 0)
+                break;
+        if (j < coll->n)
+            continue;
+        coll->sites = realloc (coll->sites, (coll->n + 1) * sizeof *coll->sites);
+        assert (coll->sites);
+        csite_t *cs = calloc (1, sizeof *cs);
+        assert (cs);
+        cs->coll = coll;
+        cs->site = s_dup (name);
+        cs->state = CS_WAIT;
+        cs->wait_since = jm_now_ms ();
+        coll->sites[coll->n++] = cs;
+    }
+    if (coll->n == 0) {
+        s_collect_destroy (self, &coll);
+        return false;
+    }
+    zlist_append (self->collects, coll);
+    jm_info ("submission %s: all tasks ended; collecting %zu backward common pattern(s) from "
+             "%zu site(s)",
+             sub->id, sub->backward_common.n, coll->n);
+    for (size_t i = 0; i < coll->n; i++)
+        s_csite_send (self, coll->sites[i]);
+    return true;
+}
+
+/* Site is connected again (HELLO, or heard from after it was lost): send
+   COLLECT again where it is waiting (resend: also where it was sent). */
+static void
+s_collect_resume (coord_t *self, site_t *site, bool resend)
+{
+    for (collect_t *c = zlist_first (self->collects); c; c = zlist_next (self->collects)) {
+        if (c->over)
+            continue;
+        for (size_t i = 0; i < c->n; i++) {
+            csite_t *cs = c->sites[i];
+            if (strcmp (cs->site, site->name) == 0 &&
+                (cs->state == CS_WAIT || (resend && cs->state == CS_SENT)))
+                s_csite_send (self, cs);
+        }
+    }
+}
+
+/* Site lost: a COLLECT it has not answered waits for it to come back. */
+static void
+s_collect_site_lost (coord_t *self, site_t *site)
+{
+    for (collect_t *c = zlist_first (self->collects); c; c = zlist_next (self->collects))
+        for (size_t i = 0; i < c->n && !c->over; i++) {
+            csite_t *cs = c->sites[i];
+            if (cs->state == CS_SENT && strcmp (cs->site, site->name) == 0) {
+                cs->state = CS_WAIT;
+                cs->wait_since = jm_now_ms ();
+            }
+        }
+}
+
+/* Heartbeat: a site waited for longer than S_COLLECT_WAIT intervals fails
+   its part of the collection. */
+static void
+s_collect_timeouts (coord_t *self)
+{
+    int64_t now = jm_now_ms ();
+    int64_t limit = S_COLLECT_WAIT * (int64_t)self->cfg->heartbeat_ms;
+    for (collect_t *c = zlist_first (self->collects); c; c = zlist_next (self->collects))
+        for (size_t i = 0; i < c->n && !c->over; i++) {
+            csite_t *cs = c->sites[i];
+            if (cs->state != CS_WAIT || now - cs->wait_since <= limit)
+                continue;
+            char reason[512];
+            snprintf (reason, sizeof reason,
+                      "site %s did not connect within %" PRId64
+                      " ms to hand over the backward common files",
+                      cs->site, limit);
+            s_csite_fail (self, cs, reason);
+        }
+}
+
+/* Free the collections that are over (outside any xfer callback). */
+static void
+s_collect_reap (coord_t *self)
+{
+    collect_t *c = zlist_first (self->collects);
+    while (c) {
+        collect_t *next = zlist_next (self->collects);
+        if (c->over) {
+            zlist_remove (self->collects, c);
+            s_collect_destroy (self, &c);
+        }
+        c = next;
+    }
+}
+
+/* Write one collected file into the work base, confined beneath it. */
+static int
+s_collect_copy_out (coord_t *self, csite_t *cs, const jm_wfile_t *f, char *err, size_t errlen)
+{
+    const jm_csub_t *sub = cs->coll->sub;
+    if (jm_path_check_rel (f->path, "backward common file", err, errlen) != 0)
+        return -1;
+    int wfd = open (sub->work_base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (wfd < 0)
+        return jm_err (err, errlen, "cannot open work base '%s': %s", sub->work_base,
+                       strerror (errno));
+    char e2[1024];
+    int rc = jm_store_copy_out (self->store, f->hash, wfd, f->path, f->mode & 07777, e2, sizeof e2);
+    close (wfd);
+    if (rc != 0)
+        return jm_err (err, errlen, "cannot write backward common file '%s/%s': %s", sub->work_base,
+                       f->path, e2);
+    char *key = zsys_sprintf ("%s\n%s", cs->site, f->hash);
+    const char *before = (const char *)zhashx_lookup (cs->coll->written, f->path);
+    if (before && strcmp (strchr (before, '\n') + 1, f->hash) != 0)
+        jm_warn ("submission %s: backward common file '%s' differs between site %.*s and site %s; "
+                 "the work base holds the one from %s",
+                 sub->id, f->path, (int)(strchr (before, '\n') - before), before, cs->site,
+                 cs->site);
+    zhashx_update (cs->coll->written, f->path, key);
+    zstr_free (&key);
+    return 0;
+}
+
+/* xfer: a collected file is in the store, or failed. */
+static void
+s_collect_xfer_done (coord_t *self, csite_t *cs, const char *peer, const char *hash, int ok,
+                     const char *reason)
+{
+    if (cs->state != CS_FETCH || cs->coll->over)
+        return;
+    size_t i;
+    for (i = 0; i < cs->files.n; i++)
+        if (!cs->file_done[i] && strcmp (cs->files.v[i].hash, hash) == 0)
+            break;
+    if (i == cs->files.n)
+        return;
+    if (ok != 0 && self->losing_site && strcmp (peer, self->losing_site) == 0) {
+        /* the connection went, not the files: ask again when the site is back */
+        jm_info ("submission %s: backward common files of site %s wait for it to come back",
+                 cs->coll->sub->id, cs->site);
+        jm_xfer_forget (self->xfer, cs);
+        s_csite_clear (cs);
+        cs->state = CS_WAIT;
+        cs->wait_since = jm_now_ms ();
+        return;
+    }
+    cs->file_done[i] = true;
+    cs->left--;
+    char err[2048];
+    const jm_wfile_t *f = &cs->files.v[i];
+    if (ok != 0) {
+        snprintf (err, sizeof err, "cannot fetch backward common file '%s' from site %s: %s",
+                  f->path, peer, reason ? reason : "failed");
+        s_csite_fail (self, cs, err);
+        return;
+    }
+    if (s_collect_copy_out (self, cs, f, err, sizeof err) != 0) {
+        s_csite_fail (self, cs, err);
+        return;
+    }
+    if (cs->left == 0)
+        s_csite_over (self, cs);
+}
+
+static void
+s_on_collected (coord_t *self, site_t *site, jm_msg_t *msg)
+{
+    jm_csub_t *sub = (jm_csub_t *)zhashx_lookup (self->sub_by_id, msg->sub_id);
+    collect_t *coll = sub ? s_collect_find (self, sub) : NULL;
+    csite_t *cs = NULL;
+    for (size_t i = 0; coll && i < coll->n; i++)
+        if (strcmp (coll->sites[i]->site, site->name) == 0)
+            cs = coll->sites[i];
+    if (!cs || cs->state != CS_SENT) {
+        jm_debug ("site %s: COLLECTED for %s not expected; ignored", site->name, msg->sub_id);
+        return;
+    }
+    char err[8400];
+    if (msg->reason && *msg->reason) {
+        snprintf (err, sizeof err, "backward common files at site %s: %s", site->name, msg->reason);
+        s_csite_fail (self, cs, err);
+        return;
+    }
+    for (size_t i = 0; i < msg->files.n; i++) {
+        const jm_wfile_t *f = &msg->files.v[i];
+        char what[256];
+        snprintf (what, sizeof what, "backward common file from site %s", site->name);
+        if (jm_path_check_rel (f->path, what, err, sizeof err) != 0) {
+            s_csite_fail (self, cs, err);
+            return;
+        }
+        if (!jm_hash_valid (f->hash)) {
+            snprintf (err, sizeof err, "backward common file '%s' from site %s has no valid hash",
+                      f->path, site->name);
+            s_csite_fail (self, cs, err);
+            return;
+        }
+    }
+    jm_info ("submission %s: site %s sends %zu backward common file(s)", sub->id, site->name,
+             msg->files.n);
+    s_csite_clear (cs);
+    for (size_t i = 0; i < msg->files.n; i++) {
+        const jm_wfile_t *f = &msg->files.v[i];
+        jm_wfiles_push (&cs->files, f->path, f->hash, f->size, f->mode);
+    }
+    cs->file_done = calloc (cs->files.n + 1, sizeof (bool));
+    assert (cs->file_done);
+    cs->left = cs->files.n;
+    cs->state = CS_FETCH;
+    if (cs->left == 0) {
+        s_csite_over (self, cs);
+        return;
+    }
+    /* done() may run inside want() and end this site's part (clearing
+       its files): work from copies and re-check the state */
+    size_t n = cs->files.n;
+    char (*hashes)[JM_HASH_HEX] = calloc (n, JM_HASH_HEX);
+    uint64_t *sizes = calloc (n, sizeof (uint64_t));
+    assert (hashes && sizes);
+    for (size_t i = 0; i < n; i++) {
+        memcpy (hashes[i], cs->files.v[i].hash, JM_HASH_HEX);
+        sizes[i] = cs->files.v[i].size;
+    }
+    for (size_t i = 0; i < n && cs->state == CS_FETCH; i++)
+        jm_xfer_want (self->xfer, site->name, hashes[i], sizes[i], 0, cs);
+    free (hashes);
+    free (sizes);
+}
+
 static void
 s_xfer_done (void *arg, const char *peer, const char *hash, int ok, const char *reason,
              void *cookie)
 {
     coord_t *self = (coord_t *)arg;
+    csite_t *cs = s_csite_of (self, cookie);
+    if (cs) {
+        s_collect_xfer_done (self, cs, peer, hash, ok, reason);
+        return;
+    }
     jm_ctask_t *t = (jm_ctask_t *)cookie;
     if (t->state != JM_TASK_FETCHING || !t->result_done) {
         jm_debug ("result %s for task %u of %s no longer wanted", hash, t->idx, t->sub->id);
@@ -817,6 +1230,7 @@ s_site_lost (coord_t *self, site_t *site, const char *why)
     char reason[512];
     snprintf (reason, sizeof reason, "site %s lost: %s", site->name, why);
     s_xfer_peer_lost (self, site, reason);
+    s_collect_site_lost (self, site);
 }
 
 static void
@@ -834,6 +1248,7 @@ s_on_agent (coord_t *self, peer_t *peer, jm_msg_t *msg)
         jm_info ("site %s is back", site->name);
         jm_coord_db_site_state (self->db, site->name, "up", time (NULL));
         s_site_resume_fetches (self, site);
+        s_collect_resume (self, site, false);
     }
     switch (msg->id) {
     case JM_MSG_HEARTBEAT: {
@@ -855,6 +1270,9 @@ s_on_agent (coord_t *self, peer_t *peer, jm_msg_t *msg)
         break;
     case JM_MSG_TASK_END:
         s_on_task_end (self, site, msg);
+        break;
+    case JM_MSG_COLLECTED:
+        s_on_collected (self, site, msg);
         break;
     case JM_MSG_FETCH:
         s_on_fetch (self, peer, msg);
@@ -895,7 +1313,9 @@ s_send_progress (coord_t *self, peer_t *peer, jm_csub_t *sub)
     jm_str_set (&msg->state, jm_sub_state_name (sub->state));
     msg->total = sub->ntasks;
     s_counts_push (&msg->counts, sub);
-    msg->finished = s_sub_all_terminal (sub);
+    /* all tasks terminal is not enough: backward common files may still
+       be on their way (the state is then still ACTIVE) */
+    msg->finished = sub->state != JM_SUB_ACTIVE && s_sub_all_terminal (sub);
     bool finished = msg->finished;
     s_send (self, peer->rid, &msg);
     return finished;
@@ -1117,6 +1537,11 @@ s_on_cancel (coord_t *self, peer_t *peer, jm_msg_t *msg)
         /* set first so that the last task does not finish it as FAILED/DONE */
         sub->state = JM_SUB_CANCELLED;
         jm_coord_db_sub_update (self->db, sub);
+        collect_t *coll = s_collect_find (self, sub);
+        if (coll) {
+            jm_info ("submission %s: collection of backward common files cancelled", sub->id);
+            coll->over = true;
+        }
     }
     for (size_t i = 0; i < sub->ntasks; i++) {
         jm_ctask_t *t = &sub->tasks[i];
@@ -1289,8 +1714,10 @@ s_on_hello (coord_t *self, zframe_t *rid, const char *key, zframe_t *body, jm_ms
     s_send (self, rid, &welcome);
     if (agent) {
         site_t *site = (site_t *)zhashx_lookup (self->sites, msg->name);
-        if (site)
+        if (site) {
             s_site_resume_fetches (self, site);
+            s_collect_resume (self, site, true);
+        }
     }
 }
 
@@ -1351,6 +1778,7 @@ s_end_pass (coord_t *self)
 {
     for (jm_ctask_t *t = zlist_pop (self->forget); t; t = zlist_pop (self->forget))
         jm_xfer_forget (self->xfer, t);
+    s_collect_reap (self);
     if (self->bytes_dirty) {
         for (jm_csub_t *sub = zlist_first (self->subs); sub; sub = zlist_next (self->subs))
             if (sub->bytes_dirty) {
@@ -1421,6 +1849,7 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
             s_site_lost (self, s, why);
         }
     }
+    s_collect_timeouts (self);
     /* periodic PROGRESS to every watcher */
     for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers)) {
         char *w = zlist_first (p->watches);
@@ -1490,6 +1919,10 @@ s_coord_destroy (coord_t **self_p)
     }
     zlist_destroy (&self->acks);
     zlist_destroy (&self->forget);
+    for (collect_t *c = self->collects ? zlist_pop (self->collects) : NULL; c;
+         c = zlist_pop (self->collects))
+        s_collect_destroy (self, &c);
+    zlist_destroy (&self->collects);
     zloop_destroy (&self->loop);
     zsock_destroy (&self->router);
     zactor_destroy (&self->auth);
@@ -1595,6 +2028,7 @@ s_coord_new (const char *home, const char *bind_override, int *exit_p)
     self->subs = zlist_new ();
     self->acks = zlist_new ();
     self->forget = zlist_new ();
+    self->collects = zlist_new ();
     snprintf (self->allowed_dir, sizeof self->allowed_dir, "%s/allowed", home);
     snprintf (self->endpoint_file, sizeof self->endpoint_file, "%s/coord.endpoint", home);
     snprintf (self->pid_file, sizeof self->pid_file, "%s/coord.pid", home);

@@ -25,75 +25,75 @@
 
 /*  X(name, type, max)
     max bounds a STR/BIN length in bytes or an array's element count.    */
-#define JM_FIELDS(X)                                                           \
-    X (version, U64, 0)                                                        \
-    X (role, STR, 16)                                                          \
-    X (name, STR, 128)                                                         \
-    X (scheduler, STR, 32)                                                     \
-    X (slots, U64, 0)                                                          \
-    X (host, STR, 256)                                                         \
-    X (heartbeat_ms, U64, 0)                                                   \
-    X (code, U64, 0)                                                           \
-    X (reason, STR, 8192)                                                      \
-    X (credit, U64, 0)                                                         \
-    X (job_id, U64, 0)                                                         \
-    X (sub_id, STR, 64)                                                        \
-    X (work_base, STR, 4096)                                                   \
-    X (group_size, U64, 0)                                                     \
-    X (para_deg, U64, 0)                                                       \
-    X (common, FILES, 100000)                                                  \
-    X (backward_common, STRS, 10000)                                           \
-    X (tasks, TASKS, 1000000)                                                  \
-    X (task_id, U64, 0)                                                        \
-    X (exit_code, I64, 0)                                                      \
-    X (files, FILES, 100000)                                                   \
-    X (ids, U64S, 1000000)                                                     \
-    X (hash, STR, 64)                                                          \
-    X (offset, U64, 0)                                                         \
-    X (size, U64, 0)                                                           \
-    X (data, BIN, 1048576)                                                     \
-    X (state, STR, 32)                                                         \
-    X (subs, SUBS, 100000)                                                     \
-    X (tstats, TSTATS, 1000000)                                                \
-    X (counts, U64S, 32)                                                       \
-    X (total, U64, 0)                                                          \
-    X (bytes, U64, 0)                                                          \
-    X (finished, BOOL, 0)                                                      \
+#define JM_FIELDS(X)                                                                               \
+    X (version, U64, 0)                                                                            \
+    X (role, STR, 16)                                                                              \
+    X (name, STR, 128)                                                                             \
+    X (scheduler, STR, 32)                                                                         \
+    X (slots, U64, 0)                                                                              \
+    X (host, STR, 256)                                                                             \
+    X (heartbeat_ms, U64, 0)                                                                       \
+    X (code, U64, 0)                                                                               \
+    X (reason, STR, 8192)                                                                          \
+    X (credit, U64, 0)                                                                             \
+    X (job_id, U64, 0)                                                                             \
+    X (sub_id, STR, 64)                                                                            \
+    X (work_base, STR, 4096)                                                                       \
+    X (group_size, U64, 0)                                                                         \
+    X (para_deg, U64, 0)                                                                           \
+    X (common, FILES, 100000)                                                                      \
+    X (backward_common, STRS, 10000)                                                               \
+    X (tasks, TASKS, 1000000)                                                                      \
+    X (task_id, U64, 0)                                                                            \
+    X (exit_code, I64, 0)                                                                          \
+    X (files, FILES, 100000)                                                                       \
+    X (ids, U64S, 1000000)                                                                         \
+    X (hash, STR, 64)                                                                              \
+    X (offset, U64, 0)                                                                             \
+    X (size, U64, 0)                                                                               \
+    X (data, BIN, 1048576)                                                                         \
+    X (state, STR, 32)                                                                             \
+    X (subs, SUBS, 100000)                                                                         \
+    X (tstats, TSTATS, 1000000)                                                                    \
+    X (counts, U64S, 32)                                                                           \
+    X (total, U64, 0)                                                                              \
+    X (bytes, U64, 0)                                                                              \
+    X (finished, BOOL, 0)                                                                          \
     X (detail, BOOL, 0)
 
 /*  X(NAME, "direction", fields...)  F(x) names field x.
     Directions: A = agent, C = client, K = coordinator.                  */
-#define JM_MESSAGES(X, F)                                                      \
-    /* handshake: first message on every connection, both roles */            \
-    X (HELLO, "A,C -> K",                                                      \
-       F (version) | F (role) | F (name) | F (scheduler) | F (slots) | F (host)) \
-    X (WELCOME, "K -> A,C", F (version) | F (heartbeat_ms))                    \
-    X (ERROR, "any", F (code) | F (reason))                                    \
-    X (HEARTBEAT, "A <-> K", 0)                                                \
-    /* agent: pull-based work */                                              \
-    X (CREDIT, "A -> K", F (credit))                                           \
-    X (JOB, "K -> A",                                                          \
-       F (job_id) | F (sub_id) | F (para_deg) | F (common) | F (tasks))        \
-    X (JOB_STATE, "A -> K", F (job_id) | F (state) | F (reason))               \
-    X (TASK_STARTED, "A -> K", F (ids))                                        \
-    X (TASK_END, "A -> K",                                                     \
-       F (task_id) | F (exit_code) | F (files) | F (reason))                   \
-    X (CANCEL_JOB, "K -> A", F (job_id))                                       \
-    /* file transfer, both directions (receiver pulls chunks with credit) */  \
-    X (FETCH, "A <-> K", F (job_id) | F (hash) | F (offset) | F (size))        \
-    X (CHUNK, "A <-> K", F (hash) | F (offset) | F (data))                     \
-    X (NOFILE, "A <-> K", F (hash) | F (reason))                               \
-    /* client */                                                              \
-    X (SUBMIT, "C -> K",                                                       \
-       F (work_base) | F (group_size) | F (para_deg) | F (common)              \
-           | F (backward_common) | F (tasks))                                  \
-    X (SUBMITTED, "K -> C", F (sub_id) | F (total))                            \
-    X (STATUS, "C -> K", F (sub_id) | F (detail))                              \
-    X (STATUS_REPLY, "K -> C", F (subs) | F (tstats))                          \
-    X (WATCH, "C -> K", F (sub_id))                                            \
-    X (PROGRESS, "K -> C",                                                     \
-       F (sub_id) | F (state) | F (total) | F (counts) | F (finished))         \
-    X (CANCEL, "C -> K", F (sub_id))                                           \
+#define JM_MESSAGES(X, F)                                                                          \
+    /* handshake: first message on every connection, both roles */                                 \
+    X (HELLO, "A,C -> K",                                                                          \
+       F (version) | F (role) | F (name) | F (scheduler) | F (slots) | F (host))                   \
+    X (WELCOME, "K -> A,C", F (version) | F (heartbeat_ms))                                        \
+    X (ERROR, "any", F (code) | F (reason))                                                        \
+    X (HEARTBEAT, "A <-> K", 0)                                                                    \
+    /* agent: pull-based work */                                                                   \
+    X (CREDIT, "A -> K", F (credit))                                                               \
+    X (JOB, "K -> A", F (job_id) | F (sub_id) | F (para_deg) | F (common) | F (tasks))             \
+    X (JOB_STATE, "A -> K", F (job_id) | F (state) | F (reason))                                   \
+    X (TASK_STARTED, "A -> K", F (ids))                                                            \
+    X (TASK_END, "A -> K", F (task_id) | F (exit_code) | F (files) | F (reason))                   \
+    X (CANCEL_JOB, "K -> A", F (job_id))                                                           \
+    /* backward common files, after all tasks of a submission ended */                             \
+    X (COLLECT, "K -> A", F (sub_id) | F (backward_common))                                        \
+    X (COLLECTED, "A -> K", F (sub_id) | F (files) | F (reason))                                   \
+    /* file transfer, both directions (receiver pulls chunks with credit) */                       \
+    X (FETCH, "A <-> K", F (job_id) | F (hash) | F (offset) | F (size))                            \
+    X (CHUNK, "A <-> K", F (hash) | F (offset) | F (data))                                         \
+    X (NOFILE, "A <-> K", F (hash) | F (reason))                                                   \
+    /* client */                                                                                   \
+    X (SUBMIT, "C -> K",                                                                           \
+       F (work_base) | F (group_size) | F (para_deg) | F (common) | F (backward_common) |          \
+           F (tasks))                                                                              \
+    X (SUBMITTED, "K -> C", F (sub_id) | F (total))                                                \
+    X (STATUS, "C -> K", F (sub_id) | F (detail))                                                  \
+    X (STATUS_REPLY, "K -> C", F (subs) | F (tstats))                                              \
+    X (WATCH, "C -> K", F (sub_id))                                                                \
+    X (PROGRESS, "K -> C", F (sub_id) | F (state) | F (total) | F (counts) | F (finished))         \
+    X (CANCEL, "C -> K", F (sub_id))                                                               \
     X (CANCELLED, "K -> C", F (sub_id) | F (total))
 
 #endif
