@@ -685,6 +685,186 @@ test_large_result_keeps_loop_running (void **state)
         jm_msg_destroy (&r.ends[i]);
 }
 
+/* COLLECT with these patterns for sub_id; returns the COLLECTED. */
+static jm_msg_t *
+s_collect_req (s_fix_t *f, const char *sub_id, const char **patterns, size_t n)
+{
+    jm_msg_t *m = jm_msg_new (JM_MSG_COLLECT);
+    jm_str_set (&m->sub_id, sub_id);
+    for (size_t i = 0; i < n; i++)
+        jm_strs_push (&m->backward_common, patterns[i]);
+    s_send (f, m);
+    m = s_expect (f, JM_MSG_COLLECTED, 10000, NULL, NULL);
+    assert_string_equal (m->sub_id, sub_id);
+    return m;
+}
+
+/*  COLLECT: the backward common patterns are expanded in the work base,
+    the files imported and listed with paths relative to the work base;
+    a missing literal file, a pattern or symlink leading out of the work
+    base and an unknown submission are reported in reason. */
+static void
+test_collect (void **state)
+{
+    s_fix_t *f = *state;
+    s_start_agent (f);
+    s_handshake (f, 1000);
+    char secret[400];
+    snprintf (secret, sizeof secret, "%s/secret.txt", f->tmp);
+    FILE *fp = fopen (secret, "w");
+    assert_non_null (fp);
+    fputs ("secret\n", fp);
+    fclose (fp);
+
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 7;
+    jm_str_set (&job->sub_id, "sub-c");
+    job->para_deg = 1;
+    s_task (job, 71, "t1", "echo one >> ../summary.txt; printf 'all\\n' > ../all.dat");
+    s_task (job, 72, "t2", "echo two >> ../summary.txt; mkdir -p ../d; echo deep > ../d/x.dat");
+    char cmd[600];
+    snprintf (cmd, sizeof cmd, "ln -s '%s' ../leak.lnk; chmod 600 ../all.dat", secret);
+    s_task (job, 73, "t3", cmd);
+    s_send (f, job);
+    s_report_t r = {0};
+    s_wait_job_end (f, &r, "DONE");
+    for (size_t i = 0; i < r.nends; i++)
+        jm_msg_destroy (&r.ends[i]);
+
+    const char *pats[] = {"summary.txt", "*.dat", "*/*.dat", "summary.txt"};
+    jm_msg_t *m = s_collect_req (f, "sub-c", pats, 4);
+    assert_string_equal (m->reason, "");
+    assert_int_equal (m->files.n, 3); /* summary.txt once */
+    assert_string_equal (m->files.v[0].path, "summary.txt");
+    assert_string_equal (m->files.v[1].path, "all.dat");
+    assert_string_equal (m->files.v[2].path, "d/x.dat");
+    assert_int_equal (m->files.v[1].mode, 0600);
+    const char *want[] = {"one\ntwo\n", "all\n", "deep\n"};
+    for (size_t i = 0; i < 3; i++) {
+        char hash[JM_HASH_HEX];
+        jm_sha256_buf (want[i], strlen (want[i]), hash);
+        assert_string_equal (m->files.v[i].hash, hash);
+        assert_int_equal (m->files.v[i].size, strlen (want[i]));
+        size_t len;
+        char *data = s_fetch (f, hash, &len); /* it is in the agent's store */
+        assert_string_equal (data, want[i]);
+        free (data);
+    }
+    jm_msg_destroy (&m);
+
+    /* a literal file that is not there; a glob matching nothing is fine */
+    const char *miss[] = {"missing.txt", "*.none"};
+    m = s_collect_req (f, "sub-c", miss, 2);
+    assert_non_null (strstr (m->reason, "backward common file 'missing.txt' not found"));
+    assert_null (strstr (m->reason, "*.none"));
+    assert_int_equal (m->files.n, 0);
+    jm_msg_destroy (&m);
+
+    /* out of the work base: by '..' or through a symlink */
+    const char *esc[] = {"../*", "../sub-c/summary.txt", "leak.lnk", "*.lnk"};
+    m = s_collect_req (f, "sub-c", esc, 4);
+    assert_non_null (strstr (m->reason, "'../*'"));
+    assert_non_null (strstr (m->reason, "'../sub-c/summary.txt'"));
+    assert_non_null (strstr (m->reason, "leak.lnk"));
+    assert_int_equal (m->files.n, 0);
+    jm_msg_destroy (&m);
+
+    /* a submission that never ran here, and a sub_id that is a path */
+    m = s_collect_req (f, "sub-never", pats, 1);
+    assert_non_null (strstr (m->reason, "not at this site"));
+    assert_int_equal (m->files.n, 0);
+    jm_msg_destroy (&m);
+    m = s_collect_req (f, "..", pats, 1);
+    assert_non_null (strstr (m->reason, "not a plain name"));
+    assert_int_equal (m->files.n, 0);
+    jm_msg_destroy (&m);
+
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+}
+
+/*  The coordinator falls silent (> 3 heartbeats) while a job stages a
+    3-chunk file: the agent says HELLO again but keeps the job staging;
+    late answers to the FETCHes sent before are dropped; after WELCOME
+    the file is fetched again and the job runs -- no JOB_STATE FAILED. */
+static void
+test_staging_survives_silence (void **state)
+{
+    s_fix_t *f = *state;
+    s_start_agent (f);
+    s_handshake (f, 100);
+    size_t big = 3 * JM_XFER_CHUNK - 1000;
+    char *content = malloc (big + 1);
+    for (size_t i = 0; i < big; i++)
+        content[i] = (char)('a' + (i * 7 + i / 1000) % 26);
+    content[big] = 0;
+    char hash[JM_HASH_HEX];
+    uint64_t size;
+    s_put (f, content, hash, &size);
+    assert_int_equal (size, big);
+
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 8;
+    jm_str_set (&job->sub_id, "sub-s");
+    job->para_deg = 1;
+    jm_wtask_t *t = s_task (job, 81, "t", "wc -c < in.bin > n.txt");
+    jm_wfiles_push (&t->forward, "in.bin", hash, size, 0644);
+    jm_strs_push (&t->backward, "n.txt");
+    s_send (f, job);
+
+    /* silence: FETCHes and heartbeats go unanswered until HELLO */
+    s_report_t r = {0};
+    jm_msg_t *old[8];
+    size_t nold = 0;
+    jm_msg_t *hello = NULL;
+    int64_t t0 = jm_now_ms ();
+    while (!hello && jm_now_ms () - t0 < 5000) {
+        jm_msg_t *m = s_recv (f, 100);
+        if (!m)
+            continue;
+        if (m->id == JM_MSG_HELLO)
+            hello = m;
+        else if (m->id == JM_MSG_FETCH && nold < 8)
+            old[nold++] = m;
+        else if (m->id == JM_MSG_JOB_STATE || m->id == JM_MSG_TASK_END)
+            s_collect (&r, m);
+        else
+            jm_msg_destroy (&m);
+    }
+    assert_non_null (hello);
+    jm_msg_destroy (&hello);
+    assert_int_equal (nold, 3);
+    assert_null (strstr (r.states, "FAILED"));
+    /* the answers to the old FETCHes arrive late, the last one first */
+    for (size_t i = nold; i-- > 0;) {
+        s_send (f, jm_xfer_serve (f->cstore, old[i], NULL));
+        jm_msg_destroy (&old[i]);
+    }
+    jm_msg_t *m = jm_msg_new (JM_MSG_WELCOME);
+    m->heartbeat_ms = 1000;
+    s_send (f, m);
+    m = s_expect (f, JM_MSG_CREDIT, 3000, s_collect, &r);
+    assert_int_equal (m->credit, T_SLOTS - 1); /* the staging job keeps its slot */
+    jm_msg_destroy (&m);
+    s_wait_job_end (f, &r, "DONE");
+    assert_null (strstr (r.states, "FAILED"));
+    assert_non_null (strstr (r.states, "QUEUED"));
+    assert_int_equal (r.nends, 1);
+    assert_int_equal (r.ends[0]->exit_code, 0);
+    const jm_wfile_t *fe = s_file_of (r.ends[0], "n.txt");
+    assert_non_null (fe);
+    size_t len;
+    char *data = s_fetch (f, fe->hash, &len);
+    char want[32];
+    snprintf (want, sizeof want, "%zu\n", big);
+    assert_string_equal (data, want);
+    free (data);
+    jm_msg_destroy (&r.ends[0]);
+    free (content);
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+}
+
 static void
 test_refuses_to_start (void **state)
 {
@@ -714,6 +894,8 @@ main (void)
         cmocka_unit_test_setup_teardown (test_heartbeat_and_rehello, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_job_killed, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_large_result_keeps_loop_running, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_collect, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_staging_survives_silence, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_refuses_to_start, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);

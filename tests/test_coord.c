@@ -973,6 +973,213 @@ test_restart_ignores_old_reports (void **state)
     zsock_destroy (&client);
 }
 
+/* Submit ntasks tasks under dir with these backward common patterns and
+   run them to their end at the agent (no result files). */
+static char *
+s_bc_run (zsock_t *client, zsock_t *agent, const char *dir, size_t ntasks, const char **patterns,
+          size_t npatterns)
+{
+    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, s_wb);
+    sub->group_size = ntasks;
+    sub->para_deg = 1;
+    for (size_t i = 0; i < ntasks; i++) {
+        char path[128];
+        snprintf (path, sizeof path, "%s/t%zu", dir, i);
+        s_task (sub, path);
+    }
+    for (size_t i = 0; i < npatterns; i++)
+        jm_strs_push (&sub->backward_common, patterns[i]);
+    char *sub_id = s_submit_ok (client, sub, ntasks);
+    s_credit (agent, 1);
+    jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
+    assert_int_equal (job->tasks.n, ntasks);
+    for (size_t i = 0; i < ntasks; i++) {
+        if (i == ntasks - 1) {
+            /* nothing is collected before the last task has ended */
+            if (ntasks > 1)
+                s_wait_state (client, sub_id, ntasks - 2, "DONE");
+            assert_null (s_recv (agent, 200));
+        }
+        s_task_end (agent, job->tasks.v[i].id, NULL, NULL, 0);
+    }
+    jm_msg_t *js = jm_msg_new (JM_MSG_JOB_STATE);
+    js->job_id = job->job_id;
+    jm_str_set (&js->state, "DONE");
+    jm_str_set (&js->reason, "");
+    s_send (agent, js);
+    jm_msg_destroy (&job);
+    return sub_id;
+}
+
+static jm_msg_t *
+s_expect_collect (zsock_t *agent, const char *sub_id, size_t npatterns)
+{
+    jm_msg_t *c = s_expect (agent, JM_MSG_COLLECT);
+    assert_string_equal (c->sub_id, sub_id);
+    assert_int_equal (c->backward_common.n, npatterns);
+    return c;
+}
+
+static void
+s_collected (zsock_t *agent, const char *sub_id, const char *reason, const char **paths,
+             const char **datas, size_t n)
+{
+    jm_msg_t *m = jm_msg_new (JM_MSG_COLLECTED);
+    jm_str_set (&m->sub_id, sub_id);
+    jm_str_set (&m->reason, reason);
+    for (size_t i = 0; i < n; i++) {
+        char hash[JM_HASH_HEX];
+        jm_sha256_buf (datas[i], strlen (datas[i]), hash);
+        jm_wfiles_push (&m->files, paths[i], hash, strlen (datas[i]), 0640);
+    }
+    s_send (agent, m);
+}
+
+static const char *
+s_sub_state (zsock_t *client, const char *sub_id)
+{
+    static char state[32];
+    jm_msg_t *r = s_status (client, sub_id);
+    snprintf (state, sizeof state, "%s", r->subs.v[0].state);
+    jm_msg_destroy (&r);
+    return state;
+}
+
+static void
+s_wait_sub (zsock_t *client, const char *sub_id, const char *want)
+{
+    for (int i = 0; i < 100; i++) {
+        if (strcmp (s_sub_state (client, sub_id), want) == 0)
+            return;
+        zclock_sleep (50);
+    }
+    fail_msg ("submission %s is %s, never became %s", sub_id, s_sub_state (client, sub_id), want);
+}
+
+/*  Backward common files: after the last task the coordinator sends
+    COLLECT to the site, fetches what COLLECTED lists and writes it into
+    the work base; only then is the submission DONE (PROGRESS.finished).
+    A missing literal file, a path leaving the work base or a site that
+    stays away make it FAILED; a pending collection survives a restart. */
+static void
+test_backward_common (void **state)
+{
+    (void)state;
+    zsock_t *client = s_client_ready ();
+    zsock_t *agent = s_agent_ready (NULL);
+
+    const char *pats[] = {"bc_summary.txt", "bc/*.dat"};
+    char *sub_id = s_bc_run (client, agent, "bc", 2, pats, 2);
+    jm_msg_t *c = s_expect_collect (agent, sub_id, 2);
+    assert_string_equal (c->backward_common.v[0], "bc_summary.txt");
+    assert_string_equal (c->backward_common.v[1], "bc/*.dat");
+    jm_msg_destroy (&c);
+    /* every task is DONE, but the submission is not finished */
+    s_assert_task (client, sub_id, 1, "DONE");
+    assert_string_equal (s_sub_state (client, sub_id), "ACTIVE");
+    jm_msg_t *wa = jm_msg_new (JM_MSG_WATCH);
+    jm_str_set (&wa->sub_id, sub_id);
+    s_send (client, wa);
+    jm_msg_t *p = s_expect (client, JM_MSG_PROGRESS);
+    assert_false (p->finished);
+    assert_int_equal (p->counts.v[JM_TASK_DONE], 2);
+    jm_msg_destroy (&p);
+
+    const char *paths[] = {"bc_summary.txt", "bc/all.dat"};
+    const char *datas[] = {"line of t0\nline of t1\n", "common result\n"};
+    s_collected (agent, sub_id, "", paths, datas, 2);
+    for (int i = 0; i < 2; i++) {
+        char hash[JM_HASH_HEX];
+        jm_sha256_buf (datas[i], strlen (datas[i]), hash);
+        s_serve_fetches (agent, hash, datas[i], strlen (datas[i]));
+    }
+    p = s_expect (client, JM_MSG_PROGRESS);
+    while (!p->finished) {
+        jm_msg_destroy (&p);
+        p = s_expect (client, JM_MSG_PROGRESS);
+    }
+    assert_string_equal (p->state, "DONE");
+    jm_msg_destroy (&p);
+    s_assert_file ("bc_summary.txt", datas[0]);
+    s_assert_file ("bc/all.dat", datas[1]);
+    char path[600];
+    struct stat st;
+    snprintf (path, sizeof path, "%s/bc/all.dat", s_wb);
+    assert_int_equal (stat (path, &st), 0);
+    assert_int_equal (st.st_mode & 0777, 0640);
+    /* a second COLLECTED is ignored */
+    s_collected (agent, sub_id, "late", NULL, NULL, 0);
+    assert_null (s_recv (agent, 200));
+    assert_string_equal (s_sub_state (client, sub_id), "DONE");
+    free (sub_id);
+
+    /* a literal file the site does not have: FAILED, tasks stay DONE */
+    const char *pmiss[] = {"bc_missing.txt"};
+    sub_id = s_bc_run (client, agent, "bcm", 1, pmiss, 1);
+    c = s_expect_collect (agent, sub_id, 1);
+    jm_msg_destroy (&c);
+    s_collected (agent, sub_id, "backward common file 'bc_missing.txt' not found", NULL, NULL, 0);
+    s_wait_sub (client, sub_id, "FAILED");
+    s_assert_task (client, sub_id, 0, "DONE");
+    free (sub_id);
+
+    /* a path that leaves the work base: refused, nothing written */
+    sub_id = s_bc_run (client, agent, "bce", 1, pmiss, 1);
+    c = s_expect_collect (agent, sub_id, 1);
+    jm_msg_destroy (&c);
+    const char *epaths[] = {"../bc_escape.txt"};
+    const char *edata[] = {"escaped\n"};
+    s_collected (agent, sub_id, "", epaths, edata, 1);
+    s_wait_sub (client, sub_id, "FAILED");
+    snprintf (path, sizeof path, "%s/bc_escape.txt", s_tmp);
+    assert_int_not_equal (stat (path, &st), 0);
+    free (sub_id);
+
+    /* pending collection across a coordinator restart: COLLECT again when
+       the site says HELLO */
+    const char *pre[] = {"bc_restart.txt"};
+    sub_id = s_bc_run (client, agent, "bcr", 1, pre, 1);
+    c = s_expect_collect (agent, sub_id, 1);
+    jm_msg_destroy (&c);
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+    s_stop_coord ();
+    s_start_coord ();
+    client = s_client_ready ();
+    assert_string_equal (s_sub_state (client, sub_id), "ACTIVE");
+    agent = s_agent_ready (NULL);
+    c = s_expect_collect (agent, sub_id, 1);
+    jm_msg_destroy (&c);
+    const char *rdata[] = {"after the restart\n"};
+    s_collected (agent, sub_id, "", pre, rdata, 1);
+    char rhash[JM_HASH_HEX];
+    jm_sha256_buf (rdata[0], strlen (rdata[0]), rhash);
+    s_serve_fetches (agent, rhash, rdata[0], strlen (rdata[0]));
+    s_wait_sub (client, sub_id, "DONE");
+    s_assert_file ("bc_restart.txt", rdata[0]);
+    free (sub_id);
+
+    /* the site goes away before answering and stays away for more than
+       10 heartbeat intervals: FAILED */
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+    s_restart_with (200, 1024 * 1024);
+    client = s_client_ready ();
+    agent = s_agent_ready (NULL);
+    sub_id = s_bc_run (client, agent, "bcg", 1, pre, 1);
+    c = s_expect_collect (agent, sub_id, 1);
+    jm_msg_destroy (&c);
+    zsock_destroy (&agent);
+    zclock_sleep (1500);
+    assert_string_equal (s_sub_state (client, sub_id), "ACTIVE");
+    s_wait_sub (client, sub_id, "FAILED");
+    free (sub_id);
+
+    zsock_destroy (&client);
+    s_restart_with (1000, 1024 * 1024);
+}
+
 /* 1000 trivial tasks through a fake agent that answers at once: the
    coordinator alone must move hundreds of tasks per second. */
 static void
@@ -1054,6 +1261,7 @@ main (void)
         cmocka_unit_test (test_bad_messages),
         cmocka_unit_test (test_site_lost),
         cmocka_unit_test (test_restart_ignores_old_reports),
+        cmocka_unit_test (test_backward_common),
         cmocka_unit_test (test_throughput),
     };
     return cmocka_run_group_tests (tests, group_setup, group_teardown);
