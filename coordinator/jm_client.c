@@ -543,13 +543,20 @@ s_watch (const jm_client_opts_t *opts, jm_client_t *client, const char *sub_id)
                 if (disp.bar)
                     fputc ('\n', out);
                 uint64_t done = counts[JM_TASK_DONE];
+                /* the submission can fail with every task DONE: its
+                   backward common files could not be collected */
+                bool ok = done == total && msg->state && strcmp (msg->state, "DONE") == 0;
                 fprintf (out,
-                         "submission %s finished: %" PRIu64 " tasks, %" PRIu64 " done, %" PRIu64
-                         " failed, %" PRIu64 " cancelled\n",
-                         sub_id, total, done, counts[JM_TASK_FAILED], counts[JM_TASK_CANCELLED]);
+                         "submission %s finished %s: %" PRIu64 " tasks, %" PRIu64 " done, %" PRIu64
+                         " failed, %" PRIu64 " cancelled%s\n",
+                         sub_id, msg->state ? msg->state : "?", total, done, counts[JM_TASK_FAILED],
+                         counts[JM_TASK_CANCELLED],
+                         done == total && !ok ? " (backward common files missing: see the "
+                                                "coordinator's log)"
+                                              : "");
                 fflush (out);
                 jm_msg_destroy (&msg);
-                return done == total ? JM_EXIT_OK : JM_EXIT_FAILED;
+                return ok ? JM_EXIT_OK : JM_EXIT_FAILED;
             }
         }
         else if (msg->id == JM_MSG_WELCOME) {

@@ -47,6 +47,9 @@ ID2=$(echo "$out" | head -n1)
 is_failed() { [ "$(status_json "$1" | jq -r '.submissions[0].state')" = FAILED ]; }
 wait_until 30 is_failed "$ID2" || fail "submission with a missing backward common file did not become FAILED"
 check_eq "done tasks" "$(count_state "$ID2" DONE)" 1
+rc=0
+jm_submit wait "$ID2" >"$T/wait2.out" || rc=$?
+check_eq "exit code of wait for a submission whose common files failed" "$rc" 1
 grep -q "backward common file 'nosuch.txt' not found" "$T"/coord.log ||
     fail "the coordinator's log does not say which file was missing"
 ok "missing backward common file: submission FAILED, reason logged"

@@ -28,7 +28,11 @@ s_send_progress (zsock_t *router, zframe_t *rid, const char *sub_id, uint64_t do
 {
     jm_msg_t *p = jm_msg_new (JM_MSG_PROGRESS);
     jm_str_set (&p->sub_id, sub_id);
-    jm_str_set (&p->state, finished ? "finished" : "running");
+    /* as the coordinator does: ACTIVE until finished; "bcf" is a submission
+       whose tasks all succeeded but whose backward common files failed */
+    jm_str_set (&p->state, !finished                           ? "ACTIVE"
+                           : failed || !strcmp (sub_id, "bcf") ? "FAILED"
+                                                               : "DONE");
     p->total = 10;
     for (int st = 0; st < JM_TASK_NSTATES; st++)
         jm_u64s_push (&p->counts, st == JM_TASK_DONE      ? done
@@ -79,6 +83,9 @@ s_fake_coord (zsock_t *pipe, void *args)
         }
         else if (msg->id == JM_MSG_WATCH && strcmp (msg->sub_id, "bad") == 0) {
             s_send_progress (router, rid, "bad", 9, 1, 0, true);
+        }
+        else if (msg->id == JM_MSG_WATCH && strcmp (msg->sub_id, "bcf") == 0) {
+            s_send_progress (router, rid, "bcf", 10, 0, 0, true);
         }
         else if (msg->id == JM_MSG_STATUS) {
             if (strcmp (msg->sub_id, "nope") == 0) {
@@ -259,7 +266,20 @@ test_wait_all_done (void **state)
     int rc = s_run (jm_client_cmd_wait, "ok", false, &text);
     assert_int_equal (rc, JM_EXIT_OK);
     assert_non_null (strstr (text, "10/10  done 10  failed 0"));
-    assert_non_null (strstr (text, "submission ok finished: 10 tasks, 10 done, 0 failed"));
+    assert_non_null (strstr (text, "submission ok finished DONE: 10 tasks, 10 done, 0 failed"));
+    free (text);
+}
+
+static void
+test_wait_backward_common_failed (void **state)
+{
+    (void)state;
+    char *text = NULL;
+    int rc = s_run (jm_client_cmd_wait, "bcf", false, &text);
+    /* every task DONE, but the submission FAILED: not a success */
+    assert_int_equal (rc, JM_EXIT_FAILED);
+    assert_non_null (strstr (text, "finished FAILED: 10 tasks, 10 done, 0 failed"));
+    assert_non_null (strstr (text, "backward common files missing"));
     free (text);
 }
 
@@ -329,10 +349,15 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test (test_json_escaping),      cmocka_unit_test (test_progress_line),
-        cmocka_unit_test (test_unreachable),        cmocka_unit_test (test_missing_keys),
-        cmocka_unit_test (test_wait_all_done),      cmocka_unit_test (test_wait_some_failed),
-        cmocka_unit_test (test_status_detail_json), cmocka_unit_test (test_status_text_and_unknown),
+        cmocka_unit_test (test_json_escaping),
+        cmocka_unit_test (test_progress_line),
+        cmocka_unit_test (test_unreachable),
+        cmocka_unit_test (test_missing_keys),
+        cmocka_unit_test (test_wait_all_done),
+        cmocka_unit_test (test_wait_some_failed),
+        cmocka_unit_test (test_wait_backward_common_failed),
+        cmocka_unit_test (test_status_detail_json),
+        cmocka_unit_test (test_status_text_and_unknown),
         cmocka_unit_test (test_list_and_cancel),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
