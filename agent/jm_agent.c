@@ -39,7 +39,6 @@
 
 #define S_PEER "coord"
 #define S_REASON_MAX 8000
-#define S_REQS_MAX 4096
 #define S_COLLECT_MAX 100000 /* files in one COLLECTED (the table's limit) */
 
 typedef struct _s_agent_t s_agent_t;
@@ -114,17 +113,6 @@ struct _s_agent_t {
     int64_t last_hello;
     int hello_pending; /* HELLOs not yet answered */
     bool welcomed;
-    /* FETCHes sent and not answered yet, oldest first.  Those sent before
-       the connection was declared lost are stale: their answers (which come
-       before the WELCOME to our next HELLO, or never) are dropped, so that
-       they cannot be taken for answers to the FETCHes asked again. */
-    struct {
-        char hash[JM_HASH_HEX];
-        uint64_t offset;
-        bool stale;
-    } * reqs_out;
-    size_t nreqs_out, reqs_out_cap;
-    bool losing;      /* jm_xfer_peer_lost runs because the connection was lost */
     zhashx_t *jobs;   /* "job_id" -> s_job_t * */
     zhashx_t *placed; /* "sub_id\npath" -> hash: common files placed */
     int rc;
@@ -146,43 +134,7 @@ s_xfer_send (void *arg, const char *peer, jm_msg_t **msg_p)
 {
     (void)peer;
     s_agent_t *self = arg;
-    if ((*msg_p)->id == JM_MSG_FETCH) {
-        if (self->nreqs_out == S_REQS_MAX) {
-            /* a peer that does not answer in kind: forget the oldest */
-            memmove (self->reqs_out, self->reqs_out + 1,
-                     (self->nreqs_out - 1) * sizeof *self->reqs_out);
-            self->nreqs_out--;
-        }
-        if (self->nreqs_out == self->reqs_out_cap) {
-            self->reqs_out_cap = self->reqs_out_cap ? 2 * self->reqs_out_cap : 16;
-            self->reqs_out = realloc (self->reqs_out, self->reqs_out_cap * sizeof *self->reqs_out);
-            assert (self->reqs_out);
-        }
-        memcpy (self->reqs_out[self->nreqs_out].hash, (*msg_p)->hash, JM_HASH_HEX);
-        self->reqs_out[self->nreqs_out].offset = (*msg_p)->offset;
-        self->reqs_out[self->nreqs_out].stale = false;
-        self->nreqs_out++;
-    }
     return jm_msg_send (msg_p, self->dealer, NULL);
-}
-
-/*  A CHUNK or NOFILE from the coordinator: true if it answers a FETCH sent
-    before the connection was declared lost (to be dropped).  The oldest
-    matching request is the one answered. */
-static bool
-s_answer_is_stale (s_agent_t *self, const jm_msg_t *msg)
-{
-    for (size_t i = 0; i < self->nreqs_out; i++) {
-        if (strcmp (self->reqs_out[i].hash, msg->hash) != 0 ||
-            (msg->id == JM_MSG_CHUNK && self->reqs_out[i].offset != msg->offset))
-            continue;
-        bool stale = self->reqs_out[i].stale;
-        memmove (self->reqs_out + i, self->reqs_out + i + 1,
-                 (self->nreqs_out - i - 1) * sizeof *self->reqs_out);
-        self->nreqs_out--;
-        return stale;
-    }
-    return false;
 }
 
 static void
@@ -609,10 +561,9 @@ static void
 s_xfer_done (void *arg, const char *peer, const char *hash, int ok, const char *reason,
              void *cookie)
 {
-    (void)peer;
     s_agent_t *self = arg;
     s_job_t *job = cookie;
-    if (ok != 0 && self->losing) {
+    if (ok != 0 && jm_xfer_peer_losing (self->xfer, peer)) {
         /* the connection went, not the file: the job keeps staging and
            wants it again after the next WELCOME (its pending count stays) */
         const jm_wfile_t *f = NULL;
@@ -720,11 +671,7 @@ s_job_rewant (s_job_t *job)
 static void
 s_resume_staging (s_agent_t *self)
 {
-    size_t j = 0;
-    for (size_t i = 0; i < self->nreqs_out; i++)
-        if (!self->reqs_out[i].stale)
-            self->reqs_out[j++] = self->reqs_out[i];
-    self->nreqs_out = j;
+    jm_xfer_peer_reset (self->xfer, S_PEER);
     size_t n = 0, cap = zhashx_size (self->jobs);
     uint64_t *ids = calloc (cap + 1, sizeof (uint64_t));
     assert (ids);
@@ -1219,12 +1166,9 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
                          self->cfg->coordinator, now - self->last_recv);
             self->welcomed = false;
             /* staging jobs keep their place: what they were fetching is
-               asked for again after the next WELCOME (s_resume_staging) */
-            for (size_t i = 0; i < self->nreqs_out; i++)
-                self->reqs_out[i].stale = true;
-            self->losing = true;
+               asked for again after the next WELCOME (s_resume_staging);
+               answers to the FETCHes sent before are dropped by jm_xfer */
             jm_xfer_peer_lost (self->xfer, S_PEER, "connection to the coordinator lost");
-            self->losing = false;
             if (forced)
                 self->hello_pending = 0;
             s_hello (self);
@@ -1298,12 +1242,7 @@ s_on_dealer (zloop_t *loop, zsock_t *sock, void *arg)
     }
     case JM_MSG_CHUNK:
     case JM_MSG_NOFILE:
-        if (s_answer_is_stale (self, m))
-            jm_debug ("%s for file %s offset %" PRIu64
-                      " answers a FETCH from before the connection was lost; dropped",
-                      jm_msg_name (m->id), m->hash, m->offset);
-        else
-            jm_xfer_on_message (self->xfer, S_PEER, m);
+        jm_xfer_on_message (self->xfer, S_PEER, m);
         break;
     case JM_MSG_COLLECT:
         s_on_collect (self, m);
@@ -1497,7 +1436,6 @@ out:
     zsock_destroy (&self->dealer);
     jm_store_destroy (&self->store);
     zcert_destroy (&self->cert);
-    free (self->reqs_out);
     if (self->rootfd >= 0)
         close (self->rootfd);
     free (self);

@@ -2,12 +2,19 @@
 
     Receiver state: one object per wanted hash (global table, so a hash
     wanted twice is fetched once), kept in the FIFO of the peer it is
-    fetched from.  Each peer has a list of outstanding FETCH requests,
-    never longer than the window; a CHUNK or NOFILE that matches one frees
-    it.  Requests outlive their object (an object may fail while chunks
-    are still on the way): their answers still free credit and are then
-    dropped.  Memory is bounded by the window: chunks go straight to disk
-    through jm_store_writer. */
+    fetched from.  Each peer has a list of outstanding FETCH requests in
+    the order sent, never longer than the window; a CHUNK (same hash and
+    offset) or NOFILE (same hash, oldest) that matches one frees it.  The
+    peer answers in order, so the requests before the matched one will
+    never be answered: they are dropped and their objects fail.  Requests
+    outlive their object (an object may fail while chunks are still on the
+    way): their answers still free credit and are then dropped.
+
+    jm_xfer_peer_lost moves the outstanding requests to the peer's stale
+    record (bounded): their answers may still come and are dropped, so they
+    are never taken for answers to the same FETCHes asked again.
+    jm_xfer_peer_reset forgets the record.  Memory is bounded by the
+    window: chunks go straight to disk through jm_store_writer. */
 #define _GNU_SOURCE
 #include "jm_xfer.h"
 #include "jm_log.h"
@@ -43,11 +50,16 @@ typedef struct {
     uint64_t gen; /* of the object it was sent for */
 } req_t;
 
+/* stale requests kept per peer at most (the oldest are forgotten) */
+#define S_STALE_MAX 4096
+
 struct _peer_t {
     char *name;
     zlistx_t *queue; /* obj_t *, FIFO; not owned */
-    req_t *reqs;     /* outstanding FETCHes, at most window */
+    req_t *reqs;     /* outstanding FETCHes, oldest first, at most window */
     size_t nreqs;
+    req_t *stale; /* sent before the peer was lost, oldest first */
+    size_t nstale, stale_cap;
 };
 
 struct _jm_xfer_t {
@@ -62,6 +74,7 @@ struct _jm_xfer_t {
     uint64_t bytes_received;
     uint64_t next_gen;
     obj_t *finishing; /* objects being reported (done callbacks running) */
+    char *losing;     /* peer whose wants jm_xfer_peer_lost is failing */
 };
 
 static void
@@ -80,6 +93,7 @@ s_peer_destructor (void **item)
     if (p) {
         zlistx_destroy (&p->queue);
         free (p->reqs);
+        free (p->stale);
         free (p->name);
         free (p);
         *item = NULL;
@@ -118,6 +132,7 @@ jm_xfer_destroy (jm_xfer_t **self_p)
              o = (obj_t *)zhashx_next (self->objects))
             s_obj_free (o);
         zhashx_destroy (&self->objects);
+        free (self->losing);
         free (self);
         *self_p = NULL;
     }
@@ -179,20 +194,25 @@ s_fail (jm_xfer_t *self, obj_t *o, const char *fmt, const char *detail)
     s_finish (self, o, -1, reason);
 }
 
-/*  Remove the outstanding request matching hash (and offset, unless
-    any_offset).  Returns false if there is none. */
-static bool
-s_take_req (peer_t *p, const char *hash, uint64_t offset, bool any_offset, req_t *out)
+/*  Index of the oldest request in reqs[0..n) matching hash (and offset,
+    unless any_offset), or n if there is none. */
+static size_t
+s_find_req (const req_t *reqs, size_t n, const char *hash, uint64_t offset, bool any_offset)
 {
-    for (size_t i = 0; i < p->nreqs; i++) {
-        if (strcmp (p->reqs[i].hash, hash) == 0 && (any_offset || p->reqs[i].offset == offset)) {
-            *out = p->reqs[i];
-            memmove (&p->reqs[i], &p->reqs[i + 1], (p->nreqs - i - 1) * sizeof *p->reqs);
-            p->nreqs--;
-            return true;
-        }
-    }
-    return false;
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (strcmp (reqs[i].hash, hash) == 0 && (any_offset || reqs[i].offset == offset))
+            break;
+    return i;
+}
+
+/* Remove reqs[i] of *n_p. */
+static void
+s_drop_req (req_t *reqs, size_t *n_p, size_t i)
+{
+    assert (i < *n_p);
+    memmove (&reqs[i], &reqs[i + 1], (*n_p - i - 1) * sizeof *reqs);
+    (*n_p)--;
 }
 
 /*  Send FETCHes to peer while the window allows.  Objects whose chunks
@@ -241,9 +261,9 @@ s_pump (jm_xfer_t *self, const char *peer_name)
                 jm_msg_destroy (&msg);
             /* nothing is on the way: give the credit back */
             p = s_peer (self, peer_name, false);
-            req_t gone;
-            if (p)
-                s_take_req (p, hash, offset, false, &gone);
+            size_t i = p ? s_find_req (p->reqs, p->nreqs, hash, offset, false) : 0;
+            if (p && i < p->nreqs)
+                s_drop_req (p->reqs, &p->nreqs, i);
             o = (obj_t *)zhashx_lookup (self->objects, hash);
             if (o)
                 s_fail (self, o, "file %s from %s: %s", "cannot send FETCH to the peer");
@@ -305,12 +325,7 @@ static void
 s_on_chunk (jm_xfer_t *self, obj_t *o, const req_t *req, const jm_msg_t *msg)
 {
     char err[512];
-    if (msg->offset != req->offset) {
-        snprintf (err, sizeof err, "chunk at offset %" PRIu64 ", expected %" PRIu64, msg->offset,
-                  req->offset);
-        s_fail (self, o, "file %s from %s failed verification: %s", err);
-        return;
-    }
+    assert (msg->offset == req->offset);
     if (msg->data_size != req->len) {
         snprintf (err, sizeof err, "chunk at offset %" PRIu64 " has %zu bytes, asked for %zu",
                   msg->offset, msg->data_size, req->len);
@@ -332,37 +347,87 @@ s_on_chunk (jm_xfer_t *self, obj_t *o, const req_t *req, const jm_msg_t *msg)
         s_finish (self, o, 0, NULL);
 }
 
+/*  The peer answered a request after req (answers come in order): req
+    will never be answered.  Fail its object if it is still the same. */
+static void
+s_skipped (jm_xfer_t *self, const char *peer, const req_t *req)
+{
+    obj_t *o = (obj_t *)zhashx_lookup (self->objects, req->hash);
+    peer_t *p = s_peer (self, peer, false);
+    if (!o || o->peer != p || o->gen != req->gen)
+        return;
+    char detail[256];
+    snprintf (detail, sizeof detail,
+              "no answer to the FETCH at offset %" PRIu64 " (a later one was answered first)",
+              req->offset);
+    s_fail (self, o, "file %s from %s failed verification: %s", detail);
+}
+
 int
 jm_xfer_on_message (jm_xfer_t *self, const char *peer, const jm_msg_t *msg)
 {
     assert (self && peer && msg);
     if (msg->id != JM_MSG_CHUNK && msg->id != JM_MSG_NOFILE)
         return 0;
-    peer_t *p = s_peer (self, peer, false);
-    req_t req;
     bool chunk = msg->id == JM_MSG_CHUNK;
-    /* A CHUNK at an offset we did not ask for still answers the oldest
-       request for its hash (answers come in order); the object then
-       fails on the offset check instead of leaking a credit. */
-    if (!p || (!s_take_req (p, msg->hash, msg->offset, !chunk, &req) &&
-               !(chunk && s_take_req (p, msg->hash, 0, true, &req)))) {
-        jm_warn ("ignoring unexpected %s for file %.64s offset %" PRIu64 " from %s",
-                 chunk ? "CHUNK" : "NOFILE", msg->hash, msg->offset, peer);
+    const char *what = chunk ? "CHUNK" : "NOFILE";
+    peer_t *p = s_peer (self, peer, false);
+    if (!p) {
+        jm_debug ("%s for file %.64s offset %" PRIu64 " from %s: nothing asked; ignored", what,
+                  msg->hash, msg->offset, peer);
         return 0;
     }
+    /* answers to FETCHes sent before the peer was lost come first */
+    size_t i = s_find_req (p->stale, p->nstale, msg->hash, msg->offset, !chunk);
+    if (i < p->nstale) {
+        s_drop_req (p->stale, &p->nstale, i);
+        jm_debug ("%s for file %.64s offset %" PRIu64
+                  " from %s answers a FETCH sent before the peer was lost; dropped",
+                  what, msg->hash, msg->offset, peer);
+        return 0;
+    }
+    i = s_find_req (p->reqs, p->nreqs, msg->hash, msg->offset, !chunk);
+    if (i == p->nreqs) {
+        /* not asked, or no longer: no credit is involved */
+        jm_debug ("%s for file %.64s offset %" PRIu64 " from %s answers no FETCH; ignored", what,
+                  msg->hash, msg->offset, peer);
+        return 0;
+    }
+    req_t req = p->reqs[i];
+    size_t nskipped = i;
+    req_t *skipped = NULL;
+    if (nskipped > 0) {
+        skipped = malloc (nskipped * sizeof *skipped);
+        assert (skipped);
+        memcpy (skipped, p->reqs, nskipped * sizeof *skipped);
+    }
+    memmove (p->reqs, p->reqs + i + 1, (p->nreqs - i - 1) * sizeof *p->reqs);
+    p->nreqs -= i + 1;
+    /* callbacks may re-enter: objects are looked up again each time */
+    for (size_t k = 0; k < nskipped; k++)
+        s_skipped (self, peer, &skipped[k]);
+    free (skipped);
+    p = s_peer (self, peer, false);
     obj_t *o = (obj_t *)zhashx_lookup (self->objects, msg->hash);
-    if (o && o->peer == p && o->writer && o->gen == req.gen) {
+    if (p && o && o->peer == p && o->writer && o->gen == req.gen) {
         if (chunk)
             s_on_chunk (self, o, &req, msg);
         else
             s_fail (self, o, "file %s from %s: %s",
                     msg->reason && *msg->reason ? msg->reason : "the peer does not have it");
     }
-    /* else: the answer to a request of an object that already failed
-       (answers arrive in request order, so the oldest matching request
-       is the one answered) */
+    /* else: the answer to a request of an object that already failed */
     s_pump (self, peer);
     return 0;
+}
+
+/* Delete the peer if nothing refers to it any more. */
+static void
+s_peer_gc (jm_xfer_t *self, const char *peer)
+{
+    peer_t *p = s_peer (self, peer, false);
+    if (p && zlistx_size (p->queue) == 0 && p->nreqs == 0 && p->nstale == 0)
+        zhashx_delete (self->peers, peer);
 }
 
 void
@@ -372,7 +437,26 @@ jm_xfer_peer_lost (jm_xfer_t *self, const char *peer, const char *reason)
     peer_t *p = s_peer (self, peer, false);
     if (!p)
         return;
+    /* the outstanding requests become stale: the newest max are kept */
+    size_t max = S_STALE_MAX < self->window ? self->window : S_STALE_MAX;
+    size_t keep = p->nstale + p->nreqs > max ? max - p->nreqs : p->nstale;
+    if (keep < p->nstale) {
+        memmove (p->stale, p->stale + (p->nstale - keep), keep * sizeof *p->stale);
+        p->nstale = keep;
+    }
+    if (p->nstale + p->nreqs > p->stale_cap) {
+        p->stale_cap = p->nstale + p->nreqs + 4 * self->window;
+        if (p->stale_cap > max)
+            p->stale_cap = max;
+        p->stale = realloc (p->stale, p->stale_cap * sizeof *p->stale);
+        assert (p->stale);
+    }
+    memcpy (p->stale + p->nstale, p->reqs, p->nreqs * sizeof *p->reqs);
+    p->nstale += p->nreqs;
     p->nreqs = 0;
+    char *outer = self->losing;
+    self->losing = strdup (peer);
+    assert (self->losing);
     obj_t *o;
     /* s_finish unlinks o from the queue; callbacks may add new wants for
        this peer (they go to the end and fail too unless the peer is back,
@@ -380,9 +464,32 @@ jm_xfer_peer_lost (jm_xfer_t *self, const char *peer, const char *reason)
     size_t n = zlistx_size (p->queue);
     while (n-- > 0 && (p = s_peer (self, peer, false)) && (o = (obj_t *)zlistx_first (p->queue)))
         s_finish (self, o, -1, reason && *reason ? reason : "the peer went away");
-    p = s_peer (self, peer, false);
-    if (p && zlistx_size (p->queue) == 0)
-        zhashx_delete (self->peers, peer);
+    free (self->losing);
+    self->losing = outer;
+    s_peer_gc (self, peer);
+}
+
+bool
+jm_xfer_peer_losing (jm_xfer_t *self, const char *peer)
+{
+    assert (self && peer);
+    return self->losing && strcmp (self->losing, peer) == 0;
+}
+
+void
+jm_xfer_peer_reset (jm_xfer_t *self, const char *peer)
+{
+    assert (self && peer);
+    peer_t *p = s_peer (self, peer, false);
+    if (!p)
+        return;
+    if (p->nstale)
+        jm_debug ("%s: a new session; forgetting %zu FETCH(es) sent before it was lost", peer,
+                  p->nstale);
+    free (p->stale);
+    p->stale = NULL;
+    p->nstale = p->stale_cap = 0;
+    s_peer_gc (self, peer);
 }
 
 void

@@ -7,6 +7,13 @@
     hash mismatch, peer lost), the done callback runs once for every want()
     of that hash.  A hash wanted twice (by two jobs or tasks) is fetched once.
 
+    Every CHUNK or NOFILE is matched to the exact FETCH it answers (CHUNK:
+    same hash and offset; NOFILE: the oldest one for its hash).  An answer
+    that matches no outstanding FETCH (never asked, or asked before the peer
+    was lost) is ignored: it fails nothing and takes no credit.  A peer
+    answers FETCHes in the order sent, so when it answers one, those sent to
+    it before and still unanswered never will be: their objects fail.
+
     The sender side is stateless: jm_xfer_serve turns a FETCH into a CHUNK
     or NOFILE from the store.                                             */
 #ifndef JM_XFER_H
@@ -40,11 +47,27 @@ int jm_xfer_want (jm_xfer_t *self, const char *peer, const char *hash, uint64_t 
                   uint64_t job_id, void *cookie);
 
 /* Feed a CHUNK or NOFILE received from peer (msg stays the caller's).
-   Unexpected chunks are ignored (logged).  Returns 0. */
+   Answers to no outstanding FETCH are ignored (logged at debug); a CHUNK
+   whose data does not fit its FETCH or the file fails the file ("failed
+   verification").  Returns 0. */
 int jm_xfer_on_message (jm_xfer_t *self, const char *peer, const jm_msg_t *msg);
 
-/* The peer went away: every want from it fails with reason. */
+/*  The peer went away: every want from it fails with reason (done with
+    ok -1; jm_xfer_peer_losing is true meanwhile).  The FETCHes still
+    unanswered are kept as stale (the newest 4096, or window if larger):
+    their answers may yet come on the old connection and are dropped, so
+    the same files can be wanted again from this peer at once. */
 void jm_xfer_peer_lost (jm_xfer_t *self, const char *peer, const char *reason);
+
+/*  True while jm_xfer_peer_lost(peer) runs the done callbacks: the object
+    failed only because the connection went; a done callback may keep the
+    want aside and want the object again when the peer is back. */
+bool jm_xfer_peer_losing (jm_xfer_t *self, const char *peer);
+
+/*  The peer starts a brand-new connection or session, on which no answer
+    to a FETCH sent before jm_xfer_peer_lost can arrive: forget its stale
+    FETCHes.  FETCHes sent since the loss stay outstanding. */
+void jm_xfer_peer_reset (jm_xfer_t *self, const char *peer);
 
 /* Drop all wants carrying this cookie without calling done (e.g. the task
    was cancelled).  In-flight objects wanted by others carry on. */

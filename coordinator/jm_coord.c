@@ -35,16 +35,9 @@
 #define S_HWM 100000
 #define S_CREDIT_MAX 100000
 #define S_JOB_ID_BLOCK 1024
-#define S_REQS_MAX 4096
 #define S_COLLECT_WAIT 10 /* heartbeat intervals a collection waits for a site */
 
 typedef enum { ROLE_NONE, ROLE_AGENT, ROLE_CLIENT } role_t;
-
-typedef struct {
-    char hash[JM_HASH_HEX];
-    uint64_t offset;
-    bool stale;
-} fetch_req_t;
 
 typedef struct {
     char *key;     /* routing id as hex */
@@ -67,12 +60,6 @@ typedef struct {
     size_t outstanding;
     int64_t last_seen;
     bool lost;
-    /* FETCHes sent to this session and not answered yet, oldest first;
-       stale ones were sent before the site was lost: their answers (which
-       come first, in order) must not be taken for answers to the FETCHes
-       sent again for the same file */
-    fetch_req_t *reqs;
-    size_t nreqs, reqs_cap;
 } site_t;
 
 typedef struct {
@@ -138,7 +125,6 @@ typedef struct {
     struct timespec allowed_mtime;
     uint64_t next_job_id;
     uint64_t job_id_reserved; /* job ids up to this are reserved in meta */
-    const char *losing_site;  /* set while jm_xfer_peer_lost runs for it */
     size_t results_waiting;   /* result files waiting for their site */
     bool progress_dirty;
     bool bytes_dirty;
@@ -210,7 +196,6 @@ s_site_destroy (void **item)
     free (s->host);
     free (s->peer_key);
     zframe_destroy (&s->rid);
-    free (s->reqs);
     free (s);
     *item = NULL;
 }
@@ -476,43 +461,8 @@ s_xfer_send (void *arg, const char *peer, jm_msg_t **msg_p)
         jm_msg_destroy (msg_p);
         return -1;
     }
-    if ((*msg_p)->id == JM_MSG_FETCH) {
-        if (site->nreqs == S_REQS_MAX) {
-            /* a peer that does not answer in kind: forget the oldest */
-            memmove (site->reqs, site->reqs + 1, (site->nreqs - 1) * sizeof *site->reqs);
-            site->nreqs--;
-        }
-        if (site->nreqs == site->reqs_cap) {
-            site->reqs_cap = site->reqs_cap ? 2 * site->reqs_cap : 16;
-            site->reqs = realloc (site->reqs, site->reqs_cap * sizeof *site->reqs);
-            assert (site->reqs);
-        }
-        fetch_req_t *r = &site->reqs[site->nreqs++];
-        snprintf (r->hash, sizeof r->hash, "%s", (*msg_p)->hash);
-        r->offset = (*msg_p)->offset;
-        r->stale = false;
-    }
     s_send (self, site->rid, msg_p);
     return 0;
-}
-
-/*  A CHUNK or NOFILE from site: true if it answers a FETCH sent before
-    the site was lost (dropped: the file is being asked for again).  The
-    oldest matching request is the one answered. */
-static bool
-s_answer_is_stale (site_t *site, const jm_msg_t *msg)
-{
-    for (size_t i = 0; i < site->nreqs; i++) {
-        fetch_req_t *r = &site->reqs[i];
-        if (strcmp (r->hash, msg->hash) != 0 ||
-            (msg->id == JM_MSG_CHUNK && r->offset != msg->offset))
-            continue;
-        bool stale = r->stale;
-        memmove (r, r + 1, (site->nreqs - i - 1) * sizeof *r);
-        site->nreqs--;
-        return stale;
-    }
-    return false;
 }
 
 static void
@@ -817,7 +767,7 @@ s_collect_xfer_done (coord_t *self, csite_t *cs, const char *peer, const char *h
             break;
     if (i == cs->files.n)
         return;
-    if (ok != 0 && self->losing_site && strcmp (peer, self->losing_site) == 0) {
+    if (ok != 0 && jm_xfer_peer_losing (self->xfer, peer)) {
         /* the connection went, not the files: ask again when the site is back */
         jm_info ("submission %s: backward common files of site %s wait for it to come back",
                  cs->coll->sub->id, cs->site);
@@ -932,7 +882,7 @@ s_xfer_done (void *arg, const char *peer, const char *hash, int ok, const char *
     if (i == t->results.n)
         return;
     const jm_wfile_t *f = &t->results.v[i];
-    if (ok != 0 && self->losing_site && strcmp (peer, self->losing_site) == 0) {
+    if (ok != 0 && jm_xfer_peer_losing (self->xfer, peer)) {
         /* the connection went, not the file: it is still in the agent's
            store; fetch it again when the site is back */
         t->result_wait[i] = true;
@@ -1164,15 +1114,12 @@ s_on_fetch (coord_t *self, peer_t *peer, jm_msg_t *msg)
     fetches in flight are not failed but wait for the site to come back
     (s_xfer_done), since the files are still in the agent's store.
     Tasks out at the site stay assigned to it: the agent reports them
-    when it is back. */
+    when it is back.  Answers to the FETCHes sent before may still come
+    (the site was only slow): jm_xfer drops them. */
 static void
 s_xfer_peer_lost (coord_t *self, site_t *site, const char *reason)
 {
-    for (size_t i = 0; i < site->nreqs; i++)
-        site->reqs[i].stale = true;
-    self->losing_site = site->name;
     jm_xfer_peer_lost (self->xfer, site->name, reason);
-    self->losing_site = NULL;
 }
 
 /*  Site is back (HELLO, or heard from again after it was lost): want the
@@ -1279,12 +1226,7 @@ s_on_agent (coord_t *self, peer_t *peer, jm_msg_t *msg)
         break;
     case JM_MSG_CHUNK:
     case JM_MSG_NOFILE:
-        if (s_answer_is_stale (site, msg))
-            jm_debug ("site %s: %s for file %s offset %" PRIu64
-                      " answers a FETCH from before the site was lost; dropped",
-                      site->name, jm_msg_name (msg->id), msg->hash, msg->offset);
-        else
-            jm_xfer_on_message (self->xfer, site->name, msg);
+        jm_xfer_on_message (self->xfer, site->name, msg);
         break;
     case JM_MSG_ERROR:
         jm_warn ("site %s reports error %" PRIu64 ": %s", site->name, msg->code,
@@ -1690,7 +1632,7 @@ s_on_hello (coord_t *self, zframe_t *rid, const char *key, zframe_t *body, jm_ms
             snprintf (reason, sizeof reason, "site %s reconnected during the transfer", site->name);
             s_xfer_peer_lost (self, site, reason);
             /* the old connection's answers never arrive on the new one */
-            site->nreqs = 0;
+            jm_xfer_peer_reset (self->xfer, site->name);
         }
         s_set (&site->peer_key, key);
         zframe_destroy (&site->rid);

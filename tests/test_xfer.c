@@ -1,5 +1,6 @@
 /*  test_xfer.c - chunked transfer between two stores: content, window,
-    dedup, verification failures, NOFILE, lost peers, cancelled wants.
+    dedup, verification failures, NOFILE, lost peers (late answers, new
+    sessions), answers to nothing asked, cancelled wants.
 
     The "network" is a FIFO of FETCHes: every message goes through the
     real codec (encode + strict decode) on its way, the sender answers
@@ -35,6 +36,7 @@ typedef struct {
     int ok;
     char reason[1024];
     void *cookie;
+    bool losing; /* jm_xfer_peer_losing during the callback */
 } done_t;
 
 typedef struct {
@@ -104,6 +106,7 @@ s_done (void *arg, const char *peer, const char *hash, int ok, const char *reaso
     d->ok = ok;
     snprintf (d->reason, sizeof d->reason, "%s", reason ? reason : "");
     d->cookie = cookie;
+    d->losing = jm_xfer_peer_losing (c->xfer, peer);
     if (ok == 0)
         assert_null (reason);
     else
@@ -511,6 +514,206 @@ test_peer_lost (void **state)
     s_ctx_destroy (&c);
 }
 
+/* Pop the FETCHes on the wire (not answered yet), oldest first. */
+static size_t
+s_take_wire (ctx_t *c, jm_msg_t **fetches, size_t max)
+{
+    size_t n = 0;
+    wire_t *w;
+    while (n < max && (w = zlistx_first (c->wire))) {
+        zlistx_delete (c->wire, zlistx_cursor (c->wire));
+        fetches[n++] = w->msg;
+        free (w);
+        c->outstanding--;
+    }
+    return n;
+}
+
+/* Feed msg (through the codec) to the receiver as from peer. */
+static void
+s_feed (ctx_t *c, const char *peer, jm_msg_t *msg)
+{
+    jm_msg_t *seen = s_roundtrip (msg);
+    jm_msg_destroy (&msg);
+    assert_int_equal (jm_xfer_on_message (c->xfer, peer, seen), 0);
+    jm_msg_destroy (&seen);
+}
+
+static jm_msg_t *
+s_nofile (const char *hash)
+{
+    jm_msg_t *m = jm_msg_new (JM_MSG_NOFILE);
+    memcpy (m->hash, hash, JM_HASH_HEX);
+    jm_str_set (&m->reason, "not in the store any more");
+    return m;
+}
+
+/*  The peer is lost while FETCHes are out; the same files are wanted again
+    from it at once (it was only slow); then the answers to the old FETCHes
+    arrive, out of order and one of them a NOFILE: all are dropped, the
+    files wanted again arrive intact and no credit is lost. */
+static void
+test_late_answers_after_peer_lost (void **state)
+{
+    (void)state;
+    ctx_t *c = s_ctx ("late");
+    char big[JM_HASH_HEX], small[JM_HASH_HEX];
+    unsigned char *bdata = s_put (c, 2 * MIB + 5, 21, big);
+    unsigned char *sdata = s_put (c, 100, 22, small);
+    int kb, ks;
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", big, 2 * MIB + 5, 1, &kb), 1);
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", small, 100, 1, &ks), 1);
+    jm_msg_t *old[WINDOW];
+    assert_int_equal (s_take_wire (c, old, WINDOW), WINDOW); /* big@0, big@1M, big@2M */
+    assert_string_equal (old[0]->hash, big);
+
+    jm_xfer_peer_lost (c->xfer, "agent-1", "agent-1 fell silent");
+    assert_int_equal (c->ndone, 2);
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_equal (c->done[i].ok, -1);
+        assert_true (c->done[i].losing); /* failed only by the loss */
+        assert_non_null (strstr (c->done[i].reason, "agent-1 fell silent"));
+    }
+    assert_false (jm_xfer_peer_losing (c->xfer, "agent-1"));
+    assert_int_equal (jm_xfer_pending (c->xfer), 0);
+
+    /* wanted again: the same FETCHes (hash, offset) go out again */
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", big, 2 * MIB + 5, 1, &kb), 1);
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", small, 100, 1, &ks), 1);
+    assert_int_equal (c->outstanding, WINDOW);
+
+    /* the late answers come first: the last one first, the first one a
+       NOFILE (the peer lacked it then); then one for small, never asked
+       before the loss */
+    for (size_t i = WINDOW; i-- > 1;)
+        s_feed (c, "agent-1", jm_xfer_serve (c->sender, old[i], NULL));
+    s_feed (c, "agent-1", s_nofile (big));
+    assert_int_equal (c->ndone, 2);
+    assert_int_equal (jm_xfer_pending (c->xfer), 2);
+    for (size_t i = 0; i < WINDOW; i++)
+        jm_msg_destroy (&old[i]);
+
+    s_run (c);
+    assert_int_equal (c->ndone, 4);
+    assert_int_equal (c->done[2].ok, 0);
+    assert_int_equal (c->done[3].ok, 0);
+    assert_false (c->done[2].losing);
+    s_assert_received (c, big, bdata, 2 * MIB + 5);
+    s_assert_received (c, small, sdata, 100);
+    assert_int_equal (c->outstanding, 0);
+    assert_int_equal (jm_xfer_pending (c->xfer), 0);
+
+    /* the whole window is there for the next file */
+    char more[JM_HASH_HEX];
+    unsigned char *mdata = s_put (c, 3 * MIB, 23, more);
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", more, 3 * MIB, 1, &kb), 1);
+    assert_int_equal (c->outstanding, WINDOW);
+    s_run (c);
+    assert_int_equal (c->ndone, 5);
+    assert_int_equal (c->done[4].ok, 0);
+    s_assert_received (c, more, mdata, 3 * MIB);
+    free (bdata), free (sdata), free (mdata);
+    s_ctx_destroy (&c);
+}
+
+/*  After jm_xfer_peer_reset (a new session: no old answer can come) the
+    record of old FETCHes is gone: the new session's NOFILE for a file
+    asked again fails it, instead of being taken for a late answer. */
+static void
+test_peer_reset (void **state)
+{
+    (void)state;
+    ctx_t *c = s_ctx ("reset");
+    char missing[JM_HASH_HEX];
+    jm_sha256_buf ("gone for good", 13, missing);
+    int k;
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", missing, 10, 1, &k), 1);
+    jm_msg_t *old[1];
+    assert_int_equal (s_take_wire (c, old, 1), 1);
+    jm_msg_destroy (&old[0]);
+    jm_xfer_peer_lost (c->xfer, "agent-1", "agent-1 reconnected");
+    jm_xfer_peer_reset (c->xfer, "agent-1");
+    jm_xfer_peer_reset (c->xfer, "agent-9"); /* unknown: nothing happens */
+    assert_int_equal (c->ndone, 1);
+    assert_true (c->done[0].losing);
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", missing, 10, 1, &k), 1);
+    s_run (c);
+    assert_int_equal (c->ndone, 2);
+    assert_int_equal (c->done[1].ok, -1);
+    assert_false (c->done[1].losing);
+    assert_non_null (strstr (c->done[1].reason, "no such file"));
+    assert_int_equal (jm_xfer_pending (c->xfer), 0);
+    s_ctx_destroy (&c);
+}
+
+/*  Answers to nothing asked -- a CHUNK at an offset never asked (with
+    garbage), a CHUNK or NOFILE for a file not wanted, one from a peer never
+    asked, a repeated CHUNK after the file is complete -- are ignored: the
+    file is not failed and no credit leaks. */
+static void
+test_unasked_answers_ignored (void **state)
+{
+    (void)state;
+    ctx_t *c = s_ctx ("unasked");
+    char hash[JM_HASH_HEX], other[JM_HASH_HEX];
+    unsigned char *data = s_put (c, 3 * MIB, 31, hash);
+    unsigned char *odata = s_put (c, 50, 32, other);
+    int k;
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", hash, 3 * MIB, 1, &k), 1);
+    assert_int_equal (c->outstanding, WINDOW);
+
+    jm_msg_t *m = jm_msg_new (JM_MSG_CHUNK);
+    memcpy (m->hash, hash, JM_HASH_HEX);
+    m->offset = 5;
+    jm_msg_set_data (m, (const uint8_t *)"garbage", 7);
+    s_feed (c, "agent-1", m);
+    m = jm_msg_new (JM_MSG_CHUNK);
+    memcpy (m->hash, hash, JM_HASH_HEX);
+    m->offset = 3 * MIB; /* past the end */
+    jm_msg_set_data (m, (const uint8_t *)"x", 1);
+    s_feed (c, "agent-1", m);
+    m = jm_msg_new (JM_MSG_CHUNK);
+    memcpy (m->hash, other, JM_HASH_HEX);
+    jm_msg_set_data (m, odata, 50);
+    s_feed (c, "agent-1", m);
+    s_feed (c, "agent-1", s_nofile (other));
+    s_feed (c, "agent-7", s_nofile (hash));
+    assert_int_equal (c->ndone, 0);
+    assert_int_equal (jm_xfer_pending (c->xfer), 1);
+    assert_false (jm_store_has (c->receiver, other));
+
+    s_run (c);
+    assert_int_equal (c->ndone, 1);
+    assert_int_equal (c->done[0].ok, 0);
+    s_assert_received (c, hash, data, 3 * MIB);
+    assert_int_equal (c->fetches, 3);
+
+    /* a repeated answer once the file is complete changes nothing */
+    m = jm_msg_new (JM_MSG_CHUNK);
+    memcpy (m->hash, hash, JM_HASH_HEX);
+    jm_msg_set_data (m, data, MIB);
+    s_feed (c, "agent-1", m);
+    assert_int_equal (c->ndone, 1);
+    assert_int_equal (jm_xfer_bytes_received (c->xfer), 3 * MIB);
+
+    /* the whole window is still there */
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", other, 50, 1, &k), 1);
+    char more[JM_HASH_HEX];
+    unsigned char *mdata = s_put (c, 2 * MIB, 33, more);
+    assert_int_equal (jm_xfer_want (c->xfer, "agent-1", more, 2 * MIB, 1, &k), 1);
+    assert_int_equal (c->outstanding, WINDOW);
+    s_run (c);
+    assert_int_equal (c->ndone, 3);
+    assert_int_equal (c->done[1].ok, 0);
+    assert_int_equal (c->done[2].ok, 0);
+    s_assert_received (c, other, odata, 50);
+    s_assert_received (c, more, mdata, 2 * MIB);
+    assert_int_equal (c->outstanding, 0);
+    assert_int_equal (jm_xfer_pending (c->xfer), 0);
+    free (data), free (odata), free (mdata);
+    s_ctx_destroy (&c);
+}
+
 static void
 test_forget (void **state)
 {
@@ -561,6 +764,9 @@ main (void)
         cmocka_unit_test (test_retry_after_failure),
         cmocka_unit_test (test_nofile),
         cmocka_unit_test (test_peer_lost),
+        cmocka_unit_test (test_late_answers_after_peer_lost),
+        cmocka_unit_test (test_peer_reset),
+        cmocka_unit_test (test_unasked_answers_ignored),
         cmocka_unit_test (test_forget),
     };
     return cmocka_run_group_tests (tests, jm_test_dir_setup, jm_test_dir_teardown);
