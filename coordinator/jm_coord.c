@@ -1,9 +1,17 @@
 /*  jm_coord.c - jobman-coord: one zloop over one CURVE ROUTER socket.
 
-    Per loop pass: drain up to S_DRAIN messages, then end the pass: write
+    Per loop pass: drain up to S_DRAIN messages, then end the pass: hand
+    the files that became ready during the pass to the file worker, write
     the batched SQLite updates in one transaction, commit, and only then
     send the replies that acknowledge durable state (CANCELLED) and the
-    coalesced PROGRESS messages.                                         */
+    coalesced PROGRESS messages.
+
+    Result files and backward common files are copied out of the store
+    into the work base by a jm_worker actor (its own thread), so that a
+    large file does not stop the loop: one request per work base and pass.
+    A task is DONE or FAILED only once the worker has answered for every
+    one of its files (place_rec_t counts them); answers for a task that
+    has meanwhile ended (cancelled) are ignored.                          */
 #include "jm_coord.h"
 
 #include "jm_config.h"
@@ -16,16 +24,17 @@
 #include "jm_state.h"
 #include "jm_store.h"
 #include "jm_util.h"
+#include "jm_worker.h"
 #include "jm_xfer.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -94,13 +103,46 @@ typedef struct {
 } csite_t;
 
 struct _collect_t {
+    uint64_t id; /* names it in file worker requests */
     jm_csub_t *sub;
     csite_t **sites;
     size_t n;
     char *fail;        /* first failure (the submission ends FAILED), or NULL */
     zhashx_t *written; /* path -> "site\nhash" written into the work base */
+    size_t placing;    /* files handed to the file worker, not answered yet */
     bool over;         /* finished: freed at the end of the pass */
 };
+
+/*  One file for the file worker to write, and whom it is for.  A result
+    file of task idx of sub_id as it ran in job job_id, or a backward
+    common file of collection coll_id from site. */
+typedef struct {
+    bool collect;
+    char *sub_id;
+    uint32_t idx;
+    uint64_t job_id;
+    uint64_t coll_id;
+    char *site;
+    char *dir; /* relative to the work base ("" = the work base) */
+    char *rel; /* relative to dir */
+    char hash[JM_HASH_HEX];
+    uint32_t mode;
+} place_t;
+
+/* One request to the file worker: files beneath one work base. */
+typedef struct {
+    char *base;
+    place_t *v;
+    size_t n, cap;
+} preq_t;
+
+/* A FETCHING task some of whose files are with the file worker. */
+typedef struct {
+    uint64_t job_id; /* the run the files belong to */
+    size_t placing;  /* files handed to the worker, not answered yet */
+    char *fail;      /* the task fails with this once placing is 0 */
+    bool dir_made;   /* the task directory exists */
+} place_rec_t;
 
 typedef struct {
     char *home;
@@ -112,6 +154,11 @@ typedef struct {
     jm_db_t *db;
     jm_store_t *store;
     jm_xfer_t *xfer;
+    jm_worker_t *worker; /* copies files out of the store */
+    zhashx_t *pbatch;    /* work base -> preq_t: this pass's files */
+    zhashx_t *preqs;     /* "request id" -> preq_t: with the worker */
+    zhashx_t *precs;     /* "sub_id/idx" -> place_rec_t */
+    uint64_t next_coll_id;
     zhashx_t *peers;     /* key -> peer_t */
     zhashx_t *sites;     /* name -> site_t */
     zhashx_t *jobs;      /* "id" -> job_t */
@@ -256,6 +303,75 @@ s_queue_ack (coord_t *self, zframe_t *rid, jm_msg_t *msg)
     zlist_append (self->acks, a);
 }
 
+/* ------------------------------------------------ file worker records */
+
+static void
+s_preq_destroy (preq_t **req_p)
+{
+    preq_t *r = *req_p;
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++) {
+        free (r->v[i].sub_id);
+        free (r->v[i].site);
+        free (r->v[i].dir);
+        free (r->v[i].rel);
+    }
+    free (r->v);
+    free (r->base);
+    free (r);
+    *req_p = NULL;
+}
+
+static void
+s_prec_destroy (void **item)
+{
+    place_rec_t *r = (place_rec_t *)*item;
+    if (!r)
+        return;
+    free (r->fail);
+    free (r);
+    *item = NULL;
+}
+
+static char *
+s_prec_key (const jm_ctask_t *t, char *buf, size_t len)
+{
+    snprintf (buf, len, "%s/%u", t->sub->id, t->idx);
+    return buf;
+}
+
+/* The placement record of t, or NULL. */
+static place_rec_t *
+s_prec (coord_t *self, const jm_ctask_t *t)
+{
+    if (zhashx_size (self->precs) == 0)
+        return NULL;
+    char key[256];
+    return (place_rec_t *)zhashx_lookup (self->precs, s_prec_key (t, key, sizeof key));
+}
+
+/* A new file in this pass's request for work base base. */
+static place_t *
+s_place_new (coord_t *self, const char *base)
+{
+    preq_t *r = (preq_t *)zhashx_lookup (self->pbatch, base);
+    if (!r) {
+        r = calloc (1, sizeof *r);
+        assert (r);
+        r->base = s_dup (base);
+        zhashx_insert (self->pbatch, base, r);
+    }
+    if (r->n == r->cap) {
+        r->cap = r->cap ? 2 * r->cap : 16;
+        r->v = realloc (r->v, r->cap * sizeof *r->v);
+        assert (r->v);
+    }
+    place_t *p = &r->v[r->n++];
+    memset (p, 0, sizeof *p);
+    return p;
+}
+
 /* ------------------------------------------------------ state changes */
 
 static bool
@@ -326,6 +442,11 @@ s_task_set (coord_t *self, jm_ctask_t *t, jm_task_state_t to)
         jm_coord_db_task_results (self->db, sub, t);
         t->results = keep;
     }
+    if (t->state == JM_TASK_FETCHING && zhashx_size (self->precs) > 0) {
+        /* answers from the file worker for this run are ignored from now */
+        char key[256];
+        zhashx_delete (self->precs, s_prec_key (t, key, sizeof key));
+    }
     sub->counts[t->state]--;
     sub->counts[to]++;
     t->state = to;
@@ -348,9 +469,21 @@ s_results_clear (coord_t *self, jm_ctask_t *t)
     jm_ctask_results_clear (t);
 }
 
+/*  t fails with reason; while some of its files are with the file worker
+    (FETCHING), it stops fetching and fails once they are answered
+    (s_task_check_fetch). */
 static void
 s_task_fail (coord_t *self, jm_ctask_t *t, const char *reason)
 {
+    place_rec_t *rec = t->state == JM_TASK_FETCHING ? s_prec (self, t) : NULL;
+    if (rec && rec->placing > 0) {
+        if (!rec->fail)
+            rec->fail = s_dup (reason);
+        if (t->results_left > t->results_waiting)
+            zlist_append (self->forget, t);
+        s_results_clear (self, t);
+        return;
+    }
     s_set (&t->reason, reason);
     if (t->results_left > t->results_waiting)
         zlist_append (self->forget, t);
@@ -480,25 +613,67 @@ s_task_finish_fetch (coord_t *self, jm_ctask_t *t)
     }
 }
 
-/* Copy result file i of t out of the store into work_base/task dir. */
-static int
-s_copy_out (coord_t *self, jm_ctask_t *t, const jm_wfile_t *f, char *err, size_t errlen)
+/*  A FETCHING task is finished when every result file is fetched and the
+    file worker has answered for each (or one failed and the worker has
+    answered for those it had). */
+static void
+s_task_check_fetch (coord_t *self, jm_ctask_t *t)
 {
-    int wfd = open (t->sub->work_base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (wfd < 0)
-        return jm_err (err, errlen, "cannot open work base '%s': %s", t->sub->work_base,
-                       strerror (errno));
-    char e2[1024];
-    int tfd = jm_path_mkdirs_beneath (wfd, t->path, e2, sizeof e2);
-    close (wfd);
-    if (tfd < 0)
-        return jm_err (err, errlen, "cannot create task dir '%s' in '%s': %s", t->path,
-                       t->sub->work_base, e2);
-    int rc = jm_store_copy_out (self->store, f->hash, tfd, f->path, f->mode & 07777, e2, sizeof e2);
-    close (tfd);
-    if (rc != 0)
-        return jm_err (err, errlen, "cannot write result file '%s/%s/%s': %s", t->sub->work_base,
-                       t->path, f->path, e2);
+    if (t->state != JM_TASK_FETCHING)
+        return;
+    place_rec_t *rec = s_prec (self, t);
+    if (rec && rec->placing > 0)
+        return;
+    if (rec && rec->fail) {
+        char *fail = rec->fail;
+        rec->fail = NULL;
+        s_task_fail (self, t, fail); /* frees rec */
+        free (fail);
+        return;
+    }
+    if (!t->result_done || t->results_left > 0)
+        return;
+    s_task_finish_fetch (self, t);
+}
+
+/*  Result file f of t is in the store: the file worker is to copy it into
+    the task directory (created here, beneath the work base) at the end of
+    the pass.  0, or -1 + err. */
+static int
+s_place_result (coord_t *self, jm_ctask_t *t, const jm_wfile_t *f, char *err, size_t errlen)
+{
+    char key[256];
+    s_prec_key (t, key, sizeof key);
+    place_rec_t *rec = (place_rec_t *)zhashx_lookup (self->precs, key);
+    if (!rec || rec->job_id != t->job_id) {
+        rec = calloc (1, sizeof *rec);
+        assert (rec);
+        rec->job_id = t->job_id;
+        zhashx_update (self->precs, key, rec);
+    }
+    if (!rec->dir_made) {
+        int wfd = open (t->sub->work_base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (wfd < 0)
+            return jm_err (err, errlen, "cannot open work base '%s': %s", t->sub->work_base,
+                           strerror (errno));
+        char e2[1024];
+        int tfd = jm_path_mkdirs_beneath (wfd, t->path, e2, sizeof e2);
+        close (wfd);
+        if (tfd < 0)
+            return jm_err (err, errlen, "cannot create task dir '%s' in '%s': %s", t->path,
+                           t->sub->work_base, e2);
+        close (tfd);
+        rec->dir_made = true;
+    }
+    place_t *p = s_place_new (self, t->sub->work_base);
+    p->sub_id = s_dup (t->sub->id);
+    p->idx = t->idx;
+    p->job_id = t->job_id;
+    p->dir = s_dup (t->path);
+    p->rel = s_dup (f->path);
+    snprintf (p->hash, sizeof p->hash, "%s", f->hash);
+    p->mode = f->mode & 07777;
+    rec->placing++;
     return 0;
 }
 
@@ -562,6 +737,8 @@ s_collect_check (coord_t *self, collect_t *coll)
     for (size_t i = 0; i < coll->n; i++)
         if (coll->sites[i]->state != CS_OVER)
             return;
+    if (coll->placing > 0)
+        return; /* the file worker is still writing some */
     coll->over = true;
     if (!coll->fail)
         jm_info ("submission %s: backward common files collected", coll->sub->id);
@@ -621,6 +798,7 @@ s_collect_start (coord_t *self, jm_csub_t *sub)
 {
     collect_t *coll = calloc (1, sizeof *coll);
     assert (coll);
+    coll->id = ++self->next_coll_id;
     coll->sub = sub;
     coll->written = zhashx_new ();
     zhashx_set_destructor (coll->written, (zhashx_destructor_fn *)zstr_free);
@@ -725,33 +903,69 @@ s_collect_reap (coord_t *self)
     }
 }
 
-/* Write one collected file into the work base, confined beneath it. */
+/* A collected file is in the store: the file worker is to write it into
+   the work base (confined beneath it) at the end of the pass. */
 static int
-s_collect_copy_out (coord_t *self, csite_t *cs, const jm_wfile_t *f, char *err, size_t errlen)
+s_place_collected (coord_t *self, csite_t *cs, const jm_wfile_t *f, char *err, size_t errlen)
 {
-    const jm_csub_t *sub = cs->coll->sub;
+    collect_t *coll = cs->coll;
     if (jm_path_check_rel (f->path, "backward common file", err, errlen) != 0)
         return -1;
-    int wfd = open (sub->work_base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (wfd < 0)
-        return jm_err (err, errlen, "cannot open work base '%s': %s", sub->work_base,
-                       strerror (errno));
-    char e2[1024];
-    int rc = jm_store_copy_out (self->store, f->hash, wfd, f->path, f->mode & 07777, e2, sizeof e2);
-    close (wfd);
-    if (rc != 0)
-        return jm_err (err, errlen, "cannot write backward common file '%s/%s': %s", sub->work_base,
-                       f->path, e2);
-    char *key = zsys_sprintf ("%s\n%s", cs->site, f->hash);
-    const char *before = (const char *)zhashx_lookup (cs->coll->written, f->path);
-    if (before && strcmp (strchr (before, '\n') + 1, f->hash) != 0)
+    place_t *p = s_place_new (self, coll->sub->work_base);
+    p->collect = true;
+    p->sub_id = s_dup (coll->sub->id);
+    p->coll_id = coll->id;
+    p->site = s_dup (cs->site);
+    p->dir = s_dup ("");
+    p->rel = s_dup (f->path);
+    snprintf (p->hash, sizeof p->hash, "%s", f->hash);
+    p->mode = f->mode & 07777;
+    coll->placing++;
+    return 0;
+}
+
+/* The file worker has written (ok) a collected file, or could not. */
+static void
+s_collect_place_done (coord_t *self, const place_t *p, bool ok, const char *error)
+{
+    collect_t *coll;
+    for (coll = zlist_first (self->collects); coll; coll = zlist_next (self->collects))
+        if (coll->id == p->coll_id)
+            break;
+    if (!coll || coll->over || coll->placing == 0) {
+        jm_debug ("backward common file '%s' of %s written for a collection that has ended", p->rel,
+                  p->sub_id);
+        return;
+    }
+    coll->placing--;
+    const jm_csub_t *sub = coll->sub;
+    if (!ok) {
+        char err[4096];
+        snprintf (err, sizeof err, "cannot write backward common file '%s/%s': %s", sub->work_base,
+                  p->rel, error);
+        csite_t *cs = NULL;
+        for (size_t i = 0; i < coll->n && !cs; i++)
+            if (strcmp (coll->sites[i]->site, p->site) == 0)
+                cs = coll->sites[i];
+        if (cs && cs->state != CS_OVER)
+            s_csite_fail (self, cs, err);
+        else {
+            jm_warn ("submission %s: %s", sub->id, err);
+            if (!coll->fail)
+                coll->fail = s_dup (err);
+            s_collect_check (self, coll);
+        }
+        return;
+    }
+    char *key = zsys_sprintf ("%s\n%s", p->site, p->hash);
+    const char *before = (const char *)zhashx_lookup (coll->written, p->rel);
+    if (before && strcmp (strchr (before, '\n') + 1, p->hash) != 0)
         jm_warn ("submission %s: backward common file '%s' differs between site %.*s and site %s; "
                  "the work base holds the one from %s",
-                 sub->id, f->path, (int)(strchr (before, '\n') - before), before, cs->site,
-                 cs->site);
-    zhashx_update (cs->coll->written, f->path, key);
+                 sub->id, p->rel, (int)(strchr (before, '\n') - before), before, p->site, p->site);
+    zhashx_update (coll->written, p->rel, key);
     zstr_free (&key);
-    return 0;
+    s_collect_check (self, coll);
 }
 
 /* xfer: a collected file is in the store, or failed. */
@@ -787,7 +1001,7 @@ s_collect_xfer_done (coord_t *self, csite_t *cs, const char *peer, const char *h
         s_csite_fail (self, cs, err);
         return;
     }
-    if (s_collect_copy_out (self, cs, f, err, sizeof err) != 0) {
+    if (s_place_collected (self, cs, f, err, sizeof err) != 0) {
         s_csite_fail (self, cs, err);
         return;
     }
@@ -901,12 +1115,163 @@ s_xfer_done (void *arg, const char *peer, const char *hash, int ok, const char *
         s_task_fail (self, t, err);
         return;
     }
-    if (s_copy_out (self, t, f, err, sizeof err) != 0) {
+    if (s_place_result (self, t, f, err, sizeof err) != 0) {
         s_task_fail (self, t, err);
         return;
     }
-    if (t->results_left == 0)
-        s_task_finish_fetch (self, t);
+    s_task_check_fetch (self, t);
+}
+
+/* ------------------------------------------------------- file worker */
+
+#define S_WORKER_GONE "the coordinator's file worker has stopped"
+
+/* The file worker has written (ok) file p, or could not (error). */
+static void
+s_place_done (coord_t *self, const place_t *p, bool ok, const char *error)
+{
+    if (p->collect) {
+        s_collect_place_done (self, p, ok, error);
+        return;
+    }
+    jm_csub_t *sub = (jm_csub_t *)zhashx_lookup (self->sub_by_id, p->sub_id);
+    jm_ctask_t *t = sub && p->idx < sub->ntasks ? &sub->tasks[p->idx] : NULL;
+    place_rec_t *rec = t && t->state == JM_TASK_FETCHING ? s_prec (self, t) : NULL;
+    if (!rec || rec->job_id != p->job_id || rec->placing == 0) {
+        jm_debug ("result file '%s' of task %u of %s written for a task that has ended", p->rel,
+                  p->idx, p->sub_id);
+        return;
+    }
+    rec->placing--;
+    if (!ok) {
+        char err[4096];
+        snprintf (err, sizeof err, "cannot write result file '%s/%s/%s': %s", sub->work_base,
+                  p->dir, p->rel, error);
+        s_task_fail (self, t, err);
+        return;
+    }
+    s_task_check_fetch (self, t);
+}
+
+/* Is p still wanted (its task or collection still waits for it)? */
+static bool
+s_place_wanted (coord_t *self, const place_t *p)
+{
+    if (p->collect) {
+        for (collect_t *c = zlist_first (self->collects); c; c = zlist_next (self->collects))
+            if (c->id == p->coll_id)
+                return !c->over;
+        return false;
+    }
+    jm_csub_t *sub = (jm_csub_t *)zhashx_lookup (self->sub_by_id, p->sub_id);
+    if (!sub || p->idx >= sub->ntasks || sub->tasks[p->idx].state != JM_TASK_FETCHING)
+        return false;
+    place_rec_t *rec = s_prec (self, &sub->tasks[p->idx]);
+    return rec && rec->job_id == p->job_id;
+}
+
+/*  End of a pass: hand the files that became ready to the file worker,
+    one request per work base.  If the worker has stopped they fail. */
+static void
+s_place_flush (coord_t *self)
+{
+    while (zhashx_size (self->pbatch) > 0) {
+        zlist_t *batch = zlist_new ();
+        for (preq_t *r = zhashx_first (self->pbatch); r; r = zhashx_next (self->pbatch))
+            zlist_append (batch, r);
+        zhashx_purge (self->pbatch);
+        for (preq_t *r = zlist_pop (batch); r; r = zlist_pop (batch)) {
+            /* drop what was cancelled during the pass */
+            size_t n = 0;
+            for (size_t i = 0; i < r->n; i++) {
+                if (s_place_wanted (self, &r->v[i]))
+                    r->v[n++] = r->v[i];
+                else {
+                    free (r->v[i].sub_id);
+                    free (r->v[i].site);
+                    free (r->v[i].dir);
+                    free (r->v[i].rel);
+                }
+            }
+            r->n = n;
+            if (n == 0) {
+                s_preq_destroy (&r);
+                continue;
+            }
+            jm_worker_item_t *items = calloc (n, sizeof *items);
+            assert (items);
+            for (size_t i = 0; i < n; i++) {
+                items[i].dir = r->v[i].dir;
+                items[i].rel = r->v[i].rel;
+                items[i].hash = r->v[i].hash;
+                items[i].mode = r->v[i].mode;
+            }
+            uint64_t id = jm_worker_place (self->worker, r->base, items, n);
+            free (items);
+            if (id == 0) {
+                for (size_t i = 0; i < n; i++)
+                    s_place_done (self, &r->v[i], false, S_WORKER_GONE);
+                s_preq_destroy (&r);
+                continue;
+            }
+            jm_debug ("file worker request %" PRIu64 ": %zu file(s) into %s", id, n, r->base);
+            char key[32];
+            snprintf (key, sizeof key, "%" PRIu64, id);
+            zhashx_insert (self->preqs, key, r);
+        }
+        zlist_destroy (&batch);
+    }
+}
+
+static void s_end_pass (coord_t *self);
+
+/* Replies from the file worker (all that have arrived), or the news that
+   it has stopped: then every file with it fails, and so will later ones. */
+static int
+s_on_worker (zloop_t *loop, zsock_t *sock, void *arg)
+{
+    coord_t *self = (coord_t *)arg;
+    do {
+        jm_worker_reply_t *reply = jm_worker_recv (self->worker);
+        if (!reply) {
+            if (jm_worker_alive (self->worker))
+                continue;
+            jm_error ("%s; the tasks and backward common files it was to write fail",
+                      S_WORKER_GONE);
+            zloop_reader_end (loop, sock);
+            preq_t *r;
+            while ((r = (preq_t *)zhashx_first (self->preqs))) {
+                zhashx_delete (self->preqs, zhashx_cursor (self->preqs));
+                for (size_t i = 0; i < r->n; i++)
+                    s_place_done (self, &r->v[i], false, S_WORKER_GONE);
+                s_preq_destroy (&r);
+            }
+            break;
+        }
+        char key[32];
+        snprintf (key, sizeof key, "%" PRIu64, reply->id);
+        preq_t *r = (preq_t *)zhashx_lookup (self->preqs, key);
+        if (!r) {
+            jm_warn ("the file worker answered request %" PRIu64 " that is not pending", reply->id);
+            jm_worker_reply_destroy (&reply);
+            continue;
+        }
+        zhashx_delete (self->preqs, key);
+        for (size_t i = 0; i < r->n; i++) {
+            const jm_worker_result_t *res = i < reply->n ? &reply->v[i] : NULL;
+            if (res && res->status == JM_WORKER_OK)
+                s_place_done (self, &r->v[i], true, NULL);
+            else
+                s_place_done (self, &r->v[i], false,
+                              !res         ? "no answer for it from the file worker"
+                              : res->error ? res->error
+                                           : "failed");
+        }
+        s_preq_destroy (&r);
+        jm_worker_reply_destroy (&reply);
+    } while (zsock_events (sock) & ZMQ_POLLIN);
+    s_end_pass (self);
+    return 0;
 }
 
 /* ------------------------------------------------------------ agents */
@@ -1273,10 +1638,7 @@ s_new_sub_id (coord_t *self)
         localtime_r (&now, &tm);
         size_t n = strftime (id, sizeof id, "%Y%m%d-%H%M%S-", &tm);
         unsigned char rnd[2];
-        if (getrandom (rnd, sizeof rnd, 0) != sizeof rnd) {
-            rnd[0] = (unsigned char)rand ();
-            rnd[1] = (unsigned char)rand ();
-        }
+        randombytes_buf (rnd, sizeof rnd);
         snprintf (id + n, sizeof id - n, "%02x%02x", rnd[0], rnd[1]);
         if (!zhashx_lookup (self->sub_by_id, id))
             return s_dup (id);
@@ -1718,6 +2080,7 @@ done:
 static void
 s_end_pass (coord_t *self)
 {
+    s_place_flush (self);
     for (jm_ctask_t *t = zlist_pop (self->forget); t; t = zlist_pop (self->forget))
         jm_xfer_forget (self->xfer, t);
     s_collect_reap (self);
@@ -1866,6 +2229,18 @@ s_coord_destroy (coord_t **self_p)
         s_collect_destroy (self, &c);
     zlist_destroy (&self->collects);
     zloop_destroy (&self->loop);
+    /* the worker first: nothing answers its requests after this */
+    if (self->worker)
+        jm_worker_destroy (&self->worker);
+    zhashx_t *reqs[] = {self->pbatch, self->preqs};
+    for (size_t i = 0; i < 2; i++) {
+        if (!reqs[i])
+            continue;
+        for (preq_t *r = zhashx_first (reqs[i]); r; r = zhashx_next (reqs[i]))
+            s_preq_destroy (&r);
+        zhashx_destroy (&reqs[i]);
+    }
+    zhashx_destroy (&self->precs);
     zsock_destroy (&self->router);
     zactor_destroy (&self->auth);
     jm_xfer_destroy (&self->xfer);
@@ -1971,10 +2346,18 @@ s_coord_new (const char *home, const char *bind_override, int *exit_p)
     self->acks = zlist_new ();
     self->forget = zlist_new ();
     self->collects = zlist_new ();
+    self->pbatch = zhashx_new ();
+    self->preqs = zhashx_new ();
+    self->precs = zhashx_new ();
+    zhashx_set_destructor (self->precs, s_prec_destroy);
     snprintf (self->allowed_dir, sizeof self->allowed_dir, "%s/allowed", home);
     snprintf (self->endpoint_file, sizeof self->endpoint_file, "%s/coord.endpoint", home);
     snprintf (self->pid_file, sizeof self->pid_file, "%s/coord.pid", home);
 
+    if (sodium_init () < 0) {
+        jm_error ("cannot initialise libsodium (random submission ids)");
+        goto fail;
+    }
     struct stat st;
     if (stat (home, &st) != 0 || !S_ISDIR (st.st_mode)) {
         jm_error ("home '%s' is not a directory: run 'jobman-coord init --home %s' first", home,
@@ -2018,6 +2401,11 @@ s_coord_new (const char *home, const char *bind_override, int *exit_p)
     }
     self->xfer = jm_xfer_new (self->store, self->cfg->chunk_size, self->cfg->window, s_xfer_send,
                               s_xfer_done, self);
+    self->worker = jm_worker_new (path, err, sizeof err);
+    if (!self->worker) {
+        jm_error ("cannot start the coordinator's file worker: %s", err);
+        goto fail;
+    }
 
     self->auth = zactor_new (zauth, NULL);
     if (!self->auth) {
@@ -2069,6 +2457,7 @@ s_coord_new (const char *home, const char *bind_override, int *exit_p)
     self->loop = zloop_new ();
     zloop_reader (self->loop, self->router, s_on_router, self);
     zloop_reader_set_tolerant (self->loop, self->router);
+    zloop_reader (self->loop, jm_worker_sock (self->worker), s_on_worker, self);
     zloop_timer (self->loop, self->cfg->heartbeat_ms ? self->cfg->heartbeat_ms : 1000, 0,
                  s_on_heartbeat, self);
     zloop_timer (self->loop, 1000, 0, s_on_allow_timer, self);

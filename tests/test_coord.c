@@ -8,6 +8,7 @@
 #include "jm_state.h"
 #include "jm_store.h"
 
+#include <fcntl.h>
 #include <msgpack.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1250,6 +1251,252 @@ test_throughput (void **state)
     zsock_destroy (&client);
 }
 
+/* ----------------------------------------------- large result files */
+
+#define S_BIG (64u * 1024 * 1024)
+#define S_BIG_COPIES 6
+
+static char *s_big; /* S_BIG bytes of pseudo-random data */
+static char s_big_hash[JM_HASH_HEX];
+
+static void
+s_big_make (void)
+{
+    if (s_big)
+        return;
+    s_big = malloc (S_BIG);
+    assert_non_null (s_big);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < S_BIG; i += 8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        memcpy (s_big + i, &x, 8);
+    }
+    jm_sha256_buf (s_big, S_BIG, s_big_hash);
+}
+
+/* A submission of one task at dir; the agent gets its job; returns the
+   task's wire id (*sub_id_p: the submission, caller frees). */
+static uint64_t
+s_one_task_job (zsock_t *client, zsock_t *agent, const char *dir, char **sub_id_p)
+{
+    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, s_wb);
+    sub->group_size = 1;
+    sub->para_deg = 1;
+    s_task (sub, dir);
+    *sub_id_p = s_submit_ok (client, sub, 1);
+    s_credit (agent, 1);
+    jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
+    assert_string_equal (job->sub_id, *sub_id_p);
+    uint64_t tid = job->tasks.v[0].id;
+    jm_msg_destroy (&job);
+    jm_msg_t *ts = jm_msg_new (JM_MSG_TASK_STARTED);
+    jm_u64s_push (&ts->ids, tid);
+    s_send (agent, ts);
+    return tid;
+}
+
+/* TASK_END for tid with S_BIG_COPIES results big<k>.bin, all s_big. */
+static void
+s_big_task_end (zsock_t *agent, uint64_t tid)
+{
+    jm_msg_t *te = jm_msg_new (JM_MSG_TASK_END);
+    te->task_id = tid;
+    te->exit_code = 0;
+    jm_str_set (&te->reason, "");
+    for (int k = 1; k <= S_BIG_COPIES; k++) {
+        char name[32];
+        snprintf (name, sizeof name, "big%d.bin", k);
+        jm_wfiles_push (&te->files, name, s_big_hash, S_BIG, 0600);
+    }
+    s_send (agent, te);
+}
+
+/*  Result files of 6 x 64 MiB (one object) are written into the work
+    base by the coordinator's file worker: meanwhile the coordinator
+    answers the agent's HEARTBEATs in a small part of the time the copies
+    take, and the files arrive byte-exact before the task is DONE. */
+static void
+test_large_result_keeps_loop_running (void **state)
+{
+    (void)state;
+    s_big_make ();
+    s_restart_with (200, 1024 * 1024);
+    zsock_t *client = s_client_ready ();
+    zsock_t *agent = s_agent_ready (NULL);
+    char *sub_id = NULL;
+    uint64_t tid = s_one_task_job (client, agent, "bigres", &sub_id);
+    jm_msg_t *wa = jm_msg_new (JM_MSG_WATCH);
+    jm_str_set (&wa->sub_id, sub_id);
+    s_send (client, wa);
+    s_big_task_end (agent, tid);
+    s_serve_fetches (agent, s_big_hash, s_big, S_BIG);
+
+    /* probe: one HEARTBEAT at a time, timing each answer, until DONE */
+    int64_t t0 = zclock_mono (), probe_sent = 0, max_probe = 0, done_ms = 0;
+    size_t probes = 0;
+    zpoller_t *poller = zpoller_new (agent, client, NULL);
+    while (!done_ms && zclock_mono () - t0 < 60000) {
+        if (!probe_sent) {
+            s_send (agent, jm_msg_new (JM_MSG_HEARTBEAT));
+            probe_sent = zclock_mono ();
+        }
+        void *which = zpoller_wait (poller, 100);
+        if (!which)
+            continue;
+        char err[512];
+        jm_msg_t *m = jm_msg_recv (which, NULL, NULL, NULL, err, sizeof err);
+        assert_non_null (m);
+        int64_t now = zclock_mono ();
+        if (which == agent && m->id == JM_MSG_HEARTBEAT) {
+            if (now - probe_sent > max_probe)
+                max_probe = now - probe_sent;
+            probes++;
+            probe_sent = 0;
+        }
+        else if (which == client && m->id == JM_MSG_PROGRESS && m->finished) {
+            assert_string_equal (m->state, "DONE");
+            done_ms = now - t0;
+        }
+        else if (which == agent)
+            fail_msg ("unexpected %s from the coordinator", jm_msg_name (m->id));
+        jm_msg_destroy (&m);
+    }
+    zpoller_destroy (&poller);
+    assert_true (done_ms > 0);
+
+    /* byte-exact, with their mode */
+    for (int k = 1; k <= S_BIG_COPIES; k++) {
+        char path[600], hash[JM_HASH_HEX];
+        uint64_t size = 0;
+        snprintf (path, sizeof path, "%s/bigres/big%d.bin", s_wb, k);
+        assert_int_equal (jm_sha256_file (path, hash, &size), 0);
+        assert_int_equal (size, S_BIG);
+        assert_string_equal (hash, s_big_hash);
+        struct stat st;
+        assert_int_equal (stat (path, &st), 0);
+        assert_int_equal (st.st_mode & 0777, 0600);
+        unlink (path);
+    }
+    /* how long those copies take here, done inline */
+    char path[600], err[512];
+    snprintf (path, sizeof path, "%s/store", s_home);
+    jm_store_t *store = jm_store_new (path, err, sizeof err);
+    assert_non_null (store);
+    snprintf (path, sizeof path, "%s/copytime", s_tmp);
+    mkdir (path, 0700);
+    int dfd = open (path, O_RDONLY | O_DIRECTORY);
+    assert_true (dfd >= 0);
+    int64_t c0 = zclock_mono ();
+    for (int k = 1; k <= S_BIG_COPIES; k++) {
+        char name[32];
+        snprintf (name, sizeof name, "big%d.bin", k);
+        assert_int_equal (jm_store_copy_out (store, s_big_hash, dfd, name, 0600, err, sizeof err),
+                          0);
+    }
+    int64_t copy_ms = zclock_mono () - c0;
+    for (int k = 1; k <= S_BIG_COPIES; k++) {
+        char name[32];
+        snprintf (name, sizeof name, "big%d.bin", k);
+        unlinkat (dfd, name, 0);
+    }
+    close (dfd);
+    jm_store_destroy (&store);
+    fprintf (stderr,
+             "copy of %d x 64 MiB inline: %" PRId64
+             " ms; after the fetch the task was DONE in %" PRId64
+             " ms; %zu HEARTBEATs answered meanwhile, slowest in %" PRId64 " ms\n",
+             S_BIG_COPIES, copy_ms, done_ms, probes, max_probe);
+    assert_true (probes >= 3);
+    assert_true (max_probe * 2 < copy_ms);
+    assert_true (max_probe < 3 * 200); /* the site was never at risk of being lost */
+    s_assert_task (client, sub_id, 0, "DONE");
+    free (sub_id);
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+}
+
+/*  CANCEL while the file worker is writing a task's results: the task and
+    the submission are CANCELLED at once and stay so when the worker's
+    answer comes; the coordinator carries on. */
+static void
+test_cancel_while_placing (void **state)
+{
+    (void)state;
+    s_big_make ();
+    zsock_t *client = s_client_ready ();
+    zsock_t *agent = s_agent_ready (NULL);
+    char *sub_id = NULL;
+    uint64_t tid = s_one_task_job (client, agent, "bigcancel", &sub_id);
+    /* the object is in the coordinator's store already (previous test,
+       or fetched here): placing starts right after TASK_END */
+    s_big_task_end (agent, tid);
+    char first[600], last[600];
+    snprintf (first, sizeof first, "%s/bigcancel/big1.bin", s_wb);
+    snprintf (last, sizeof last, "%s/bigcancel/big%d.bin", s_wb, S_BIG_COPIES);
+    int64_t t0 = zclock_mono ();
+    while (access (first, F_OK) != 0) {
+        jm_msg_t *m = s_recv (agent, 1);
+        if (m && m->id == JM_MSG_FETCH) { /* run alone: not in the store yet */
+            jm_msg_t *c = jm_msg_new (JM_MSG_CHUNK);
+            memcpy (c->hash, s_big_hash, 65);
+            c->offset = m->offset;
+            jm_msg_set_data (c, s_big + m->offset,
+                             m->size < S_BIG - m->offset ? m->size : S_BIG - m->offset);
+            s_send (agent, c);
+        }
+        jm_msg_destroy (&m);
+        assert_true (zclock_mono () - t0 < 30000);
+    }
+    assert_int_not_equal (access (last, F_OK), 0); /* still being written */
+    jm_msg_t *cn = jm_msg_new (JM_MSG_CANCEL);
+    jm_str_set (&cn->sub_id, sub_id);
+    s_send (client, cn);
+    jm_msg_t *c = s_expect (client, JM_MSG_CANCELLED);
+    assert_int_equal (c->total, 1); /* the task had not ended: its files were being written */
+    jm_msg_destroy (&c);
+    s_assert_task (client, sub_id, 0, "CANCELLED");
+    /* the worker finishes the request it has; its answer changes nothing */
+    while (access (last, F_OK) != 0) {
+        assert_true (zclock_mono () - t0 < 30000);
+        zclock_sleep (5);
+    }
+    zclock_sleep (300);
+    jm_msg_t *r = s_status (client, sub_id);
+    assert_string_equal (r->tstats.v[0].state, "CANCELLED");
+    assert_string_equal (r->subs.v[0].state, "CANCELLED");
+    assert_int_equal (r->subs.v[0].counts.v[JM_TASK_CANCELLED], 1);
+    assert_int_equal (r->subs.v[0].counts.v[JM_TASK_DONE], 0);
+    jm_msg_destroy (&r);
+    /* and it still serves agents */
+    r = s_status (client, "");
+    assert_true (r->subs.n > 0);
+    jm_msg_destroy (&r);
+    jm_msg_t *cj = s_expect (agent, JM_MSG_CANCEL_JOB);
+    jm_msg_destroy (&cj);
+    s_send (agent, jm_msg_new (JM_MSG_HEARTBEAT));
+    zpoller_t *poller = zpoller_new (agent, NULL);
+    assert_true (zpoller_wait (poller, TMO) == agent);
+    zpoller_destroy (&poller);
+    char err[512];
+    jm_msg_t *hb = jm_msg_recv (agent, NULL, NULL, NULL, err, sizeof err);
+    assert_non_null (hb);
+    assert_int_equal (hb->id, JM_MSG_HEARTBEAT);
+    jm_msg_destroy (&hb);
+    for (int k = 1; k <= S_BIG_COPIES; k++) {
+        char path[600];
+        snprintf (path, sizeof path, "%s/bigcancel/big%d.bin", s_wb, k);
+        unlink (path);
+    }
+    free (s_big);
+    s_big = NULL;
+    free (sub_id);
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+}
+
 int
 main (void)
 {
@@ -1263,6 +1510,8 @@ main (void)
         cmocka_unit_test (test_restart_ignores_old_reports),
         cmocka_unit_test (test_backward_common),
         cmocka_unit_test (test_throughput),
+        cmocka_unit_test (test_large_result_keeps_loop_running),
+        cmocka_unit_test (test_cancel_while_placing),
     };
     return cmocka_run_group_tests (tests, group_setup, group_teardown);
 }
