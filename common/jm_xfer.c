@@ -451,7 +451,8 @@ jm_xfer_peer_lost (jm_xfer_t *self, const char *peer, const char *reason)
         p->stale = realloc (p->stale, p->stale_cap * sizeof *p->stale);
         assert (p->stale);
     }
-    memcpy (p->stale + p->nstale, p->reqs, p->nreqs * sizeof *p->reqs);
+    if (p->nreqs) /* p->stale may still be NULL when there is nothing to keep */
+        memcpy (p->stale + p->nstale, p->reqs, p->nreqs * sizeof *p->reqs);
     p->nstale += p->nreqs;
     p->nreqs = 0;
     char *outer = self->losing;
