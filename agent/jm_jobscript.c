@@ -5,9 +5,11 @@
     come from that subshell after the command ended.  Task arguments are
     passed to a shell function as single-quoted words, so nothing from a
     path or file name is ever parsed as shell code. */
+#define _GNU_SOURCE /* vasprintf */
 #include "jm_jobscript.h"
 #include "jm_util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -160,13 +162,14 @@ s_puts (s_buf_t *b, const char *s)
 
 static void __attribute__ ((format (printf, 2, 3))) s_printf (s_buf_t *b, const char *fmt, ...)
 {
-    char tmp[256];
     va_list ap;
     va_start (ap, fmt);
-    int n = vsnprintf (tmp, sizeof tmp, fmt, ap);
+    char *text = NULL;
+    int n = vasprintf (&text, fmt, ap);
     va_end (ap);
-    if (n > 0)
-        s_put (b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+    assert (n >= 0 && text);
+    s_put (b, text, (size_t)n);
+    free (text);
 }
 
 /* Appends ' ' + the single-quoted word. */
@@ -203,32 +206,64 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
         s_puts (&b, self->prologue[i]);
         s_puts (&b, "\n");
     }
-    /* jm_task ID DIR OUTLOG ERRLOG COMMAND: runs in a background subshell,
-       so the cd is local to it.  127 when the task dir is missing. */
-    s_printf (&b,
-              "jm_task () {\n"
-              "    if cd -- \"$2\"; then\n"
-              "        /bin/sh -c -- \"$5\" >>\"$3\" 2>>\"$4\" </dev/null\n"
-              "        jm_rc=$?\n"
-              "    else\n"
-              "        jm_rc=127\n"
-              "    fi\n"
-              "    %s"
-              "    echo \"E $1 $jm_rc\"\n"
-              "}\n"
-              "jm_running=0\n",
-              self->no_tags ? "" : "echo \"$jm_rc\" >\"$jm_jobdir/$1.exit\"\n");
-    s_printf (&b,
-              "jm_go () {\n"
-              "    if [ \"$jm_running\" -ge %zu ]; then\n"
-              "        wait -n\n"
-              "        jm_running=$((jm_running - 1))\n"
-              "    fi\n"
-              "    echo \"S $1\"\n"
-              "    jm_task \"$@\" &\n"
-              "    jm_running=$((jm_running + 1))\n"
-              "}\n",
-              self->para_deg);
+    /*  jm_go ID DIR OUTLOG ERRLOG COMMAND starts one task in the background
+        once fewer than para_deg run.  Two ways, chosen when the script runs:
+        with bash >= 5.1, 'wait -n -p' names the task that ended, so a task
+        is one subshell that execs /bin/sh (one fork per task) and the
+        script reports its end; older bash needs a reporting subshell around
+        /bin/sh (two forks).  JOBMAN_JOBSCRIPT_COMPAT=1 forces the second
+        (tests).  A missing task dir gives 127. */
+    const char *tag = self->no_tags ? "" : "    echo \"$jm_rc\" >\"$jm_jobdir/$jm_id.exit\"\n";
+    s_printf (
+        &b,
+        "jm_running=0\n"
+        "jm_fast=0\n"
+        "if [ -z \"$JOBMAN_JOBSCRIPT_COMPAT\" ] && { [ \"${BASH_VERSINFO[0]}\" -gt 5 ] ||\n"
+        "    { [ \"${BASH_VERSINFO[0]}\" -eq 5 ] && [ \"${BASH_VERSINFO[1]}\" -ge 1 ]; }; }; then\n"
+        "    jm_fast=1\n"
+        "    declare -A jm_ids\n"
+        "fi\n"
+        "jm_done () {\n"
+        "%s"
+        "    echo \"E $jm_id $jm_rc\"\n"
+        "}\n"
+        "jm_task () {\n"
+        "    jm_id=$1\n"
+        "    if cd -- \"$2\"; then\n"
+        "        /bin/sh -c -- \"$5\" >>\"$3\" 2>>\"$4\" </dev/null\n"
+        "        jm_rc=$?\n"
+        "    else\n"
+        "        jm_rc=127\n"
+        "    fi\n"
+        "    jm_done\n"
+        "}\n"
+        "jm_reap () {\n"
+        "    if [ $jm_fast = 1 ]; then\n"
+        "        wait -n -p jm_pid\n"
+        "        jm_rc=$?\n"
+        "        jm_id=${jm_ids[$jm_pid]}\n"
+        "        unset \"jm_ids[$jm_pid]\"\n"
+        "        jm_done\n"
+        "    else\n"
+        "        wait -n\n"
+        "    fi\n"
+        "    jm_running=$((jm_running - 1))\n"
+        "}\n"
+        "jm_go () {\n"
+        "    if [ \"$jm_running\" -ge %zu ]; then\n"
+        "        jm_reap\n"
+        "    fi\n"
+        "    echo \"S $1\"\n"
+        "    if [ $jm_fast = 1 ]; then\n"
+        "        ( cd -- \"$2\" || exit 127; exec /bin/sh -c -- \"$5\" >>\"$3\" 2>>\"$4\" "
+        "</dev/null ) &\n"
+        "        jm_ids[$!]=$1\n"
+        "    else\n"
+        "        jm_task \"$@\" &\n"
+        "    fi\n"
+        "    jm_running=$((jm_running + 1))\n"
+        "}\n",
+        tag, self->para_deg);
     for (size_t i = 0; i < self->ntasks; i++) {
         s_task_t *t = &self->tasks[i];
         s_printf (&b, "jm_go %" PRIu64, t->id);
@@ -238,7 +273,7 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
         s_word (&b, t->command);
         s_puts (&b, "\n");
     }
-    s_puts (&b, "wait\nexit 0\n");
+    s_puts (&b, "while [ \"$jm_running\" -gt 0 ]; do\n    jm_reap\ndone\nexit 0\n");
     *text_p = b.s;
     return 0;
 }

@@ -8,11 +8,14 @@
     The script
       - cd's into the job's work base,
       - runs the tasks para_deg at a time (sliding window: up to para_deg
-        background tasks, 'wait -n' for one before starting the next,
-        then 'wait'),
+        background tasks, 'wait -n' for one before starting the next),
       - runs each task as
             ( cd <dir> || exit 127; exec /bin/sh -c <command> >><outlog> 2>><errlog> )
-        (outlog/errlog relative to the task dir; "" means /dev/null),
+        (outlog/errlog relative to the task dir; "" means /dev/null); with
+        bash >= 5.1 'wait -n -p' tells which task ended, so that subshell is
+        the task's only extra process; older bash gets a second subshell
+        that waits for it and reports (JOBMAN_JOBSCRIPT_COMPAT=1 forces
+        that way),
       - prints "S <task_id>" before starting a task and, when it ended,
         writes its exit code to the tag file <job_dir>/<task_id>.exit and
         prints "E <task_id> <code>" on its standard output.

@@ -236,6 +236,31 @@ test_tag_files_off (void **state)
     jm_jobscript_destroy (&js);
 }
 
+/* A short task's end is reported while a long one in the same job still
+   runs (the agent streams results as each task ends). */
+static void
+test_prompt_end_reports (void **state)
+{
+    (void)state;
+    jm_jobscript_t *js = s_new (3);
+    jm_jobscript_add_task (js, 1, ".", "sleep 2; touch slow.done", "", "");
+    jm_jobscript_add_task (js, 2, ".", "exit 5", "", "");
+    char path[512], err[256], cmd[1200];
+    snprintf (path, sizeof path, "%s/job/job.sh", s_tmp);
+    assert_int_equal (jm_jobscript_write (js, path, err, sizeof err), 0);
+    /* the first "E" line must come out while task 1 still sleeps */
+    snprintf (cmd, sizeof cmd,
+              "cd / && timeout 30 bash '%s' | { while read -r a b c; do "
+              "[ \"$a\" = E ] && {  echo \"$b $c\"; [ -e '%s/wb/slow.done' ] && echo late; "
+              "break; }; done; cat >/dev/null; } > '%s/job/first'",
+              path, s_tmp, s_tmp);
+    assert_int_equal (system (cmd), 0);
+    char *first = s_read ("job/first");
+    assert_string_equal (first, "2 5\n");
+    free (first);
+    jm_jobscript_destroy (&js);
+}
+
 int
 main (void)
 {
@@ -245,6 +270,13 @@ main (void)
         cmocka_unit_test_setup_teardown (test_many_tasks_window, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_header_and_prologue, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_tag_files_off, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_prompt_end_reports, s_setup, s_teardown),
     };
-    return cmocka_run_group_tests (tests, NULL, NULL);
+    /* the script runs tasks one way with bash >= 5.1 ('wait -n -p') and
+       another with older bash: every test runs both */
+    unsetenv ("JOBMAN_JOBSCRIPT_COMPAT");
+    int rc = cmocka_run_group_tests_name ("jobscript, bash >= 5.1 path", tests, NULL, NULL);
+    setenv ("JOBMAN_JOBSCRIPT_COMPAT", "1", 1);
+    rc += cmocka_run_group_tests_name ("jobscript, older-bash path", tests, NULL, NULL);
+    return rc;
 }
