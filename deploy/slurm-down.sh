@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# slurm-down.sh -- stop exactly the daemons deploy/slurm-up.sh started (PIDs
+# recorded in $STATE/slurm/*.pid), after cancelling all jobs of this private
+# test cluster. Idempotent: nothing running is fine. Packages stay installed.
+#   --purge   also delete Slurm state (job ids restart at 1) and logs.
+set -uo pipefail
+STATE="${JOBMAN_CLUSTERS_STATE:-/var/lib/jobman-testclusters}/slurm"
+PURGE=0
+[[ "${1:-}" == --purge ]] && PURGE=1
+log() { printf '[slurm-down %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+stop_recorded() { # name [timeout_s]
+    local name=$1 t=${2:-20} f="$STATE/$1.pid" pid
+    [[ -s "$f" ]] || return 0
+    pid="$(cat "$f")"
+    # Only signal the PID if it is still the daemon we started (PID reuse).
+    if kill -0 "$pid" 2>/dev/null && [[ "$(cat /proc/"$pid"/comm 2>/dev/null)" == "$name" ]]; then
+        log "stopping $name (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null
+        for _ in $(seq $((t * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        if kill -0 "$pid" 2>/dev/null; then
+            log "$name did not stop in ${t}s: SIGKILL"
+            kill -KILL "$pid" 2>/dev/null
+        fi
+    fi
+    rm -f "$f"
+}
+
+if [[ -s "$STATE/slurmctld.pid" ]] && command -v scontrol >/dev/null &&
+    scontrol ping 2>/dev/null | grep -q 'is UP'; then
+    # cancel every job so no slurmstepd or job process is left behind
+    squeue -h -o %A 2>/dev/null | xargs -r scancel 2>/dev/null
+    for _ in $(seq 100); do
+        [[ -z "$(squeue -h -o %i 2>/dev/null | head -1)" ]] && break
+        sleep 0.1
+    done
+fi
+stop_recorded slurmd
+stop_recorded slurmctld
+stop_recorded munged
+if ((PURGE)); then
+    log "purging state and logs"
+    rm -rf /var/spool/slurmctld/* /var/spool/slurmd/* /var/log/slurm/*
+fi
+log "down"
