@@ -138,7 +138,7 @@ EOF
 if qconf -spl 2>/dev/null | grep -qx smp; then qconf -Mp "$tmp/smp" >/dev/null; else qconf -Ap "$tmp/smp" >/dev/null; fi
 
 # ---------------------------------------------------------------- execd
-shopt -s nullglob; EPID_GLOB=($SPOOL/execd/*/execd.pid)
+shopt -s nullglob; EPID_GLOB=("$SPOOL"/execd/*/execd.pid)
 epid=""; for f in "${EPID_GLOB[@]}"; do alive "$f" && epid=$f; done
 if [[ -z "$epid" ]]; then
   log "starting sge_execd"
