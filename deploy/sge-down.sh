@@ -8,22 +8,9 @@ export SGE_ROOT=/var/lib/gridengine SGE_CELL=default
 STATE="${JOBMAN_CLUSTERS_STATE:-/var/lib/jobman-testclusters}/sge"
 log() { printf '[sge-down %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-stop_recorded() { # name [timeout_s]
-    local name=$1 t=${2:-30} f="$STATE/$1.pid" pid
-    [[ -s "$f" ]] || return 0
-    pid="$(cat "$f")"
-    # Only signal the PID if it is still the daemon we started (PID reuse).
-    if kill -0 "$pid" 2>/dev/null && [[ "$(cat /proc/"$pid"/comm 2>/dev/null)" == "$name" ]]; then
-        log "stopping $name (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null
-        for _ in $(seq $((t * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "$name did not stop in ${t}s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null
-        fi
-    fi
-    rm -f "$f"
-}
+STOP_TIMEOUT=30
+# shellcheck source=deploy/clusters-lib.sh
+source "$(dirname "$0")/clusters-lib.sh"
 
 if [[ -s "$STATE/sge_qmaster.pid" ]] && command -v qstat >/dev/null && qstat >/dev/null 2>&1; then
     # delete every job (any user) so no shepherd or job process is left behind

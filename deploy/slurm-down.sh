@@ -9,22 +9,9 @@ PURGE=0
 [[ "${1:-}" == --purge ]] && PURGE=1
 log() { printf '[slurm-down %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-stop_recorded() { # name [timeout_s]
-    local name=$1 t=${2:-20} f="$STATE/$1.pid" pid
-    [[ -s "$f" ]] || return 0
-    pid="$(cat "$f")"
-    # Only signal the PID if it is still the daemon we started (PID reuse).
-    if kill -0 "$pid" 2>/dev/null && [[ "$(cat /proc/"$pid"/comm 2>/dev/null)" == "$name" ]]; then
-        log "stopping $name (pid $pid)"
-        kill -TERM "$pid" 2>/dev/null
-        for _ in $(seq $((t * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "$name did not stop in ${t}s: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null
-        fi
-    fi
-    rm -f "$f"
-}
+STOP_TIMEOUT=20
+# shellcheck source=deploy/clusters-lib.sh
+source "$(dirname "$0")/clusters-lib.sh"
 
 if [[ -s "$STATE/slurmctld.pid" ]] && command -v scontrol >/dev/null &&
     scontrol ping 2>/dev/null | grep -q 'is UP'; then
