@@ -194,6 +194,27 @@ s_hello (zsock_t *s, const char *role, const char *name)
     s_send (s, h);
 }
 
+static zsock_t *
+s_client_ready (void)
+{
+    zsock_t *client = s_client ();
+    s_hello (client, "client", "");
+    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    return client;
+}
+
+/* A SUBMIT for work base wb with the given group_size and para_deg. */
+static jm_msg_t *
+s_submit_new (const char *wb, uint64_t group_size, uint64_t para_deg)
+{
+    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
+    jm_str_set (&sub->work_base, wb);
+    sub->group_size = group_size;
+    sub->para_deg = para_deg;
+    return sub;
+}
+
 static void
 s_credit (zsock_t *agent, uint64_t n)
 {
@@ -330,10 +351,7 @@ test_submit_dispatch_fetch (void **state)
     assert_int_equal (jm_store_import (store, path, in_hash, &in_size, err, sizeof err), 0);
     jm_store_destroy (&store);
 
-    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, s_wb);
-    sub->group_size = 1;
-    sub->para_deg = 1;
+    jm_msg_t *sub = s_submit_new (s_wb, 1, 1);
     jm_wtask_t *t = s_task (sub, "t0");
     jm_wfiles_push (&t->forward, "in.dat", in_hash, in_size, 0644);
     jm_strs_push (&t->backward, "out.dat");
@@ -501,14 +519,8 @@ static void
 test_watch_and_cancel (void **state)
 {
     (void)state;
-    zsock_t *client = s_client ();
-    s_hello (client, "client", "");
-    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
-    jm_msg_destroy (&w);
-    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, s_wb);
-    sub->group_size = 2;
-    sub->para_deg = 2;
+    zsock_t *client = s_client_ready ();
+    jm_msg_t *sub = s_submit_new (s_wb, 2, 2);
     s_task (sub, "c0");
     s_task (sub, "c1");
     s_task (sub, "c2");
@@ -524,7 +536,7 @@ test_watch_and_cancel (void **state)
 
     zsock_t *agent = s_agent_sock ("good");
     s_hello (agent, "agent", "siteA");
-    w = s_expect (agent, JM_MSG_WELCOME);
+    jm_msg_t *w = s_expect (agent, JM_MSG_WELCOME);
     jm_msg_destroy (&w);
     s_credit (agent, 1);
     jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
@@ -588,18 +600,12 @@ static void
 test_bad_submit (void **state)
 {
     (void)state;
-    zsock_t *client = s_client ();
-    s_hello (client, "client", "");
-    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
-    jm_msg_destroy (&w);
+    zsock_t *client = s_client_ready ();
     jm_msg_t *r = s_status (client, "");
     size_t before = r->subs.n;
     jm_msg_destroy (&r);
 
-    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, s_wb);
-    sub->group_size = 1;
-    sub->para_deg = 1;
+    jm_msg_t *sub = s_submit_new (s_wb, 1, 1);
     s_task (sub, "ok");
     s_task (sub, "../x");
     s_send (client, sub);
@@ -610,10 +616,7 @@ test_bad_submit (void **state)
     jm_msg_destroy (&e);
 
     /* a forward file the store lacks */
-    sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, s_wb);
-    sub->group_size = 1;
-    sub->para_deg = 1;
+    sub = s_submit_new (s_wb, 1, 1);
     jm_wtask_t *t = s_task (sub, "t");
     jm_wfiles_push (&t->forward, "missing.dat",
                     "abababababababababababababababababababababababababababababababab", 5, 0644);
@@ -624,10 +627,7 @@ test_bad_submit (void **state)
     jm_msg_destroy (&e);
 
     /* a relative work base */
-    sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, "relative/wb");
-    sub->group_size = 1;
-    sub->para_deg = 1;
+    sub = s_submit_new ("relative/wb", 1, 1);
     s_task (sub, "t");
     s_send (client, sub);
     e = s_expect (client, JM_MSG_ERROR);
@@ -724,16 +724,6 @@ s_restart_with (int ms, int chunk)
     s_start_coord ();
 }
 
-static zsock_t *
-s_client_ready (void)
-{
-    zsock_t *client = s_client ();
-    s_hello (client, "client", "");
-    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
-    jm_msg_destroy (&w);
-    return client;
-}
-
 /* A new agent session for siteA (fresh socket, so a new routing id). */
 static zsock_t *
 s_agent_ready (uint64_t *hb_p)
@@ -793,10 +783,7 @@ test_site_lost (void **state)
     (void)state;
     s_restart_with (200, 8);
     zsock_t *client = s_client_ready ();
-    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, s_wb);
-    sub->group_size = 4;
-    sub->para_deg = 4;
+    jm_msg_t *sub = s_submit_new (s_wb, 4, 4);
     s_task (sub, "lost0");
     s_task (sub, "lost1");
     s_task (sub, "lost2");
@@ -919,10 +906,7 @@ test_restart_ignores_old_reports (void **state)
 {
     (void)state;
     zsock_t *client = s_client_ready ();
-    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, s_wb);
-    sub->group_size = 1;
-    sub->para_deg = 1;
+    jm_msg_t *sub = s_submit_new (s_wb, 1, 1);
     s_task (sub, "again0");
     char *sub_id = s_submit_ok (client, sub, 1);
     zsock_t *agent = s_agent_ready (NULL);
@@ -980,10 +964,7 @@ static char *
 s_bc_run (zsock_t *client, zsock_t *agent, const char *dir, size_t ntasks, const char **patterns,
           size_t npatterns)
 {
-    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, s_wb);
-    sub->group_size = ntasks;
-    sub->para_deg = 1;
+    jm_msg_t *sub = s_submit_new (s_wb, ntasks, 1);
     for (size_t i = 0; i < ntasks; i++) {
         char path[128];
         snprintf (path, sizeof path, "%s/t%zu", dir, i);
@@ -1187,14 +1168,8 @@ static void
 test_throughput (void **state)
 {
     (void)state;
-    zsock_t *client = s_client ();
-    s_hello (client, "client", "");
-    jm_msg_t *w = s_expect (client, JM_MSG_WELCOME);
-    jm_msg_destroy (&w);
-    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, s_wb);
-    sub->group_size = 10;
-    sub->para_deg = 2;
+    zsock_t *client = s_client_ready ();
+    jm_msg_t *sub = s_submit_new (s_wb, 10, 2);
     for (int i = 0; i < 1000; i++) {
         char path[32];
         snprintf (path, sizeof path, "many/t%04d", i);
@@ -1204,7 +1179,7 @@ test_throughput (void **state)
     char *sub_id = s_submit_ok (client, sub, 1000);
     zsock_t *agent = s_agent_sock ("good");
     s_hello (agent, "agent", "siteA");
-    w = s_expect (agent, JM_MSG_WELCOME);
+    jm_msg_t *w = s_expect (agent, JM_MSG_WELCOME);
     jm_msg_destroy (&w);
     s_credit (agent, 4);
     size_t ended = 0;
@@ -1281,10 +1256,7 @@ s_big_make (void)
 static uint64_t
 s_one_task_job (zsock_t *client, zsock_t *agent, const char *dir, char **sub_id_p)
 {
-    jm_msg_t *sub = jm_msg_new (JM_MSG_SUBMIT);
-    jm_str_set (&sub->work_base, s_wb);
-    sub->group_size = 1;
-    sub->para_deg = 1;
+    jm_msg_t *sub = s_submit_new (s_wb, 1, 1);
     s_task (sub, dir);
     *sub_id_p = s_submit_ok (client, sub, 1);
     s_credit (agent, 1);
