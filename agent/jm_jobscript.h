@@ -18,13 +18,24 @@
         that way),
       - prints "S <task_id>" before starting a task and, when it ended,
         writes its exit code to the tag file <job_dir>/<task_id>.exit and
-        prints "E <task_id> <code>" on its standard output.
+        prints "E <task_id> <code>" on its standard output.  Only these
+        lines go to standard output: the script starts with
+        'exec 3>&1 1>&2' and writes them to fd 3, so whatever the prologue
+        (source, module load) prints lands on standard error.
+    With resources set (jm_jobscript_set_resources), dpdispatcher's fields
+    shape the body: after cd'ing into the work base come 'module purge',
+    'module unload X', 'module load X', 'source X' (~/ expanded), 'export
+    K="V"' (jm_resources_env_quote), the prepend_script lines, then the
+    prologue lines added here; after the tasks, the append_script lines;
+    wait_time > 0 adds 'sleep N' after each task start.  (Scheduler
+    directives are not the body's business: see jm_batch.h.)
     A failing task never stops the others.  Every path and command is
     single-quoted (jm_sh_quote), so no path can inject shell code; the
     command is the user's and is meant to run.                            */
 #ifndef JM_JOBSCRIPT_H
 #define JM_JOBSCRIPT_H
 
+#include "jm_resources.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -54,6 +65,14 @@ void jm_jobscript_add_prologue (jm_jobscript_t *self, const char *line);
    read them.  The Shell backend learns every exit code from the "E" lines
    on its pipe and turns them off: one file less per task. */
 void jm_jobscript_set_tag_files (jm_jobscript_t *self, bool on);
+/* Copies res (NULL = none); para_deg still comes from jm_jobscript_new. */
+void jm_jobscript_set_resources (jm_jobscript_t *self, const jm_resources_t *res);
+/* The resources set, or NULL. */
+const jm_resources_t *jm_jobscript_resources (jm_jobscript_t *self);
+/* The work base given to jm_jobscript_new. */
+const char *jm_jobscript_work_base (jm_jobscript_t *self);
+/* Id of task i (0 <= i < ntasks), in the order added. */
+uint64_t jm_jobscript_task_id (jm_jobscript_t *self, size_t i);
 uint64_t jm_jobscript_job_id (jm_jobscript_t *self);
 const char *jm_jobscript_job_dir (jm_jobscript_t *self);
 size_t jm_jobscript_ntasks (jm_jobscript_t *self);

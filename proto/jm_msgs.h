@@ -59,7 +59,8 @@
     X (total, U64, 0)                                                                              \
     X (bytes, U64, 0)                                                                              \
     X (finished, BOOL, 0)                                                                          \
-    X (detail, BOOL, 0)
+    X (detail, BOOL, 0)                                                                            \
+    X (resources, STR, 262144)
 
 /*  X(NAME, "direction", fields...)  F(x) names field x.
     Directions: A = agent, C = client, K = coordinator.                  */
@@ -72,7 +73,8 @@
     X (HEARTBEAT, "A <-> K", 0)                                                                    \
     /* agent: pull-based work */                                                                   \
     X (CREDIT, "A -> K", F (credit))                                                               \
-    X (JOB, "K -> A", F (job_id) | F (sub_id) | F (para_deg) | F (common) | F (tasks))             \
+    X (JOB, "K -> A",                                                                              \
+       F (job_id) | F (sub_id) | F (para_deg) | F (resources) | F (common) | F (tasks))            \
     X (JOB_STATE, "A -> K", F (job_id) | F (state) | F (reason))                                   \
     X (TASK_STARTED, "A -> K", F (ids))                                                            \
     X (TASK_END, "A -> K", F (task_id) | F (exit_code) | F (files) | F (reason))                   \
@@ -86,8 +88,8 @@
     X (NOFILE, "A <-> K", F (hash) | F (reason))                                                   \
     /* client */                                                                                   \
     X (SUBMIT, "C -> K",                                                                           \
-       F (work_base) | F (group_size) | F (para_deg) | F (common) | F (backward_common) |          \
-           F (tasks))                                                                              \
+       F (work_base) | F (group_size) | F (para_deg) | F (resources) | F (common) |                \
+           F (backward_common) | F (tasks))                                                                            \
     X (SUBMITTED, "K -> C", F (sub_id) | F (total))                                                \
     X (STATUS, "C -> K", F (sub_id) | F (detail))                                                  \
     X (STATUS_REPLY, "K -> C", F (subs) | F (tstats))                                              \

@@ -149,6 +149,7 @@ typedef struct {
     uint64_t bytes;
     bool finished;
     bool detail;
+    char *resources;
 } jm_msg_t;
 
 /*  Decode results: 0 is success; each failure is a distinct negative code. */

@@ -6,7 +6,7 @@
 #   JM_TEST_TIMEOUT  overall watchdog in seconds (default 280)
 #
 # Provides: $T (temp dir), $JOBMAN_HOME, $COORD $AGENT $SUBMIT,
-#   start_coord, stop_coord, start_agent NAME [SLOTS], start_agent_unallowed
+#   start_coord, stop_coord, start_agent NAME [SLOTS [AGENT ARGS]], start_agent_unallowed
 #   NAME [SLOTS], agent_root NAME, root_entries NAME, jm_submit ARGS..., wait_for_file F [SECS],
 #   wait_until SECS CMD..., fail MSG, ok MSG, check_eq WHAT GOT WANT,
 #   status_json ID, count_state ID STATE.
@@ -197,26 +197,30 @@ _jm_agent_init() { # NAME
     [ -f "$home/agent.cert" ] || fail "jobman-agent init made no $home/agent.cert"
 }
 
-_jm_agent_run() { # NAME SLOTS
-    local home root pid
-    home=$(agent_home "$1")
-    root=$(agent_root "$1")
+_jm_agent_run() { # NAME SLOTS [AGENT ARGS...]
+    local name=$1 slots=$2 home root pid
+    shift 2
+    home=$(agent_home "$name")
+    root=$(agent_root "$name")
     "$AGENT" run --home "$home" --coordinator "$COORD_EP" \
-        --coordinator-cert "$JOBMAN_HOME/coord.cert" --site "$1" --root "$root" \
-        --scheduler shell --slots "$2" >>"$T/agent_$1.log" 2>&1 &
+        --coordinator-cert "$JOBMAN_HOME/coord.cert" --site "$name" --root "$root" \
+        --scheduler shell --slots "$slots" "$@" >>"$T/agent_$name.log" 2>&1 &
     pid=$!
     _jm_record_pid "$pid"
-    eval "AGENT_PID_$1=$pid"
-    echo "agent $1 pid $pid (slots $2, root $root)"
+    eval "AGENT_PID_$name=$pid"
+    echo "agent $name pid $pid (slots $slots, root $root${*:+, $*})"
 }
 
-# start_agent NAME [SLOTS]: init, allow and run an agent (site NAME).
+# start_agent NAME [SLOTS [AGENT ARGS...]]: init, allow and run an agent
+# (site NAME); extra arguments go to 'jobman-agent run' after the defaults
+# (e.g. --scheduler slurm --poll-ms 1000 overrides --scheduler shell).
 start_agent() {
     local name=$1 slots=${2:-4}
+    shift $(($# < 2 ? $# : 2))
     _jm_agent_init "$name"
     timeout 30 "$COORD" allow "$(agent_home "$name")/agent.cert" --name "$name" \
         --home "$JOBMAN_HOME" >>"$T/coord_init.log" 2>&1 || fail "jobman-coord allow $name failed"
-    _jm_agent_run "$name" "$slots"
+    _jm_agent_run "$name" "$slots" "$@"
 }
 
 # start_agent_unallowed NAME [SLOTS]: an agent whose key was never allowed.
