@@ -8,6 +8,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,8 @@
 static const char *s_usage =
     "usage: jobman-agent init --home DIR\n"
     "       jobman-agent run --home DIR --coordinator tcp://HOST:PORT --coordinator-cert FILE\n"
-    "                        --site NAME --root DIR [--scheduler shell] [--slots N]\n"
+    "                        --site NAME --root DIR [--scheduler NAME] [--slots N]\n"
+    "                        [--poll-ms N] [--submit-rate N] [--submit-burst N] [--retry-ms N]\n"
     "                        [--heartbeat-ms N]\n"
     "       jobman-agent COMMAND --help\n";
 
@@ -29,17 +31,27 @@ static const char *s_init_help =
 static const char *s_run_help =
     "usage: jobman-agent run --home DIR --coordinator tcp://HOST:PORT\n"
     "                        --coordinator-cert FILE --site NAME --root DIR\n"
-    "                        [--scheduler shell] [--slots N] [--heartbeat-ms N]\n"
+    "                        [--scheduler NAME] [--slots N] [--poll-ms N]\n"
+    "                        [--submit-rate N] [--submit-burst N] [--retry-ms N]\n"
+    "                        [--heartbeat-ms N]\n"
     "Dials out to the coordinator and runs the jobs it sends.\n"
     "  --home DIR              agent home (agent.cert_secret, store/); default $JOBMAN_HOME\n"
     "  --coordinator EP        the coordinator's endpoint, e.g. tcp://host:7100\n"
     "  --coordinator-cert FILE the coordinator's public certificate (coord.cert)\n"
     "  --site NAME             this site's name ([A-Za-z0-9._-])\n"
     "  --root DIR              where job files are placed (created if missing)\n"
-    "  --scheduler NAME        scheduler backend (shell); default shell\n"
-    "  --slots N               jobs run at once; default: online CPUs\n"
+    "  --scheduler NAME        shell (default), slurm, sge, pbs (PBS Pro/OpenPBS), torque,\n"
+    "                          lsf; dpdispatcher's batch_type names work too\n"
+    "  --slots N, --max-jobs N jobs at once (batch schedulers: queued or running);\n"
+    "                          default: online CPUs for shell, 100 otherwise\n"
+    "  --poll-ms N             batch: one status query per N ms (default 10000)\n"
+    "  --submit-rate N         batch: at most N submit calls per minute (default: no limit)\n"
+    "  --submit-burst N        batch: up to N submit calls at once within the rate (default 5)\n"
+    "  --retry-ms N            batch: first wait after the scheduler refused a job because of\n"
+    "                          a user/QOS limit (doubles up to 300 s; default 10000)\n"
     "  --heartbeat-ms N        heartbeat interval until the coordinator sets it\n"
-    "SIGINT/SIGTERM stop the agent and kill its running shell jobs.\n";
+    "SIGINT/SIGTERM stop the agent and kill its running shell jobs (batch jobs stay\n"
+    "with their scheduler).\n";
 
 static int
 s_parse_u64 (const char *flag, const char *s, uint64_t *out)
@@ -111,6 +123,11 @@ s_run (int argc, char **argv)
                                    {"root", required_argument, 0, 'r'},
                                    {"scheduler", required_argument, 0, 'S'},
                                    {"slots", required_argument, 0, 'n'},
+                                   {"max-jobs", required_argument, 0, 'n'},
+                                   {"poll-ms", required_argument, 0, 'p'},
+                                   {"submit-rate", required_argument, 0, 'R'},
+                                   {"submit-burst", required_argument, 0, 'B'},
+                                   {"retry-ms", required_argument, 0, 'T'},
                                    {"heartbeat-ms", required_argument, 0, 'b'},
                                    {"help", no_argument, 0, 'H'},
                                    {0, 0, 0, 0}};
@@ -139,12 +156,32 @@ s_run (int argc, char **argv)
             cfg.scheduler = optarg;
             break;
         case 'n':
-            if (s_parse_u64 ("--slots", optarg, &v) || v == 0 || v > 100000) {
-                fprintf (stderr, "jobman-agent: --slots must be 1..100000\n");
+            if (s_parse_u64 ("--slots/--max-jobs", optarg, &v) || v == 0 || v > 100000) {
+                fprintf (stderr, "jobman-agent: --slots/--max-jobs must be 1..100000\n");
                 return 2;
             }
             cfg.slots = (size_t)v;
             break;
+        case 'p':
+        case 'R':
+        case 'B':
+        case 'T': {
+            const char *flag = c == 'p'   ? "--poll-ms"
+                               : c == 'R' ? "--submit-rate"
+                               : c == 'B' ? "--submit-burst"
+                                          : "--retry-ms";
+            uint64_t lo = c == 'p' ? 50 : c == 'B' ? 1 : c == 'T' ? 10 : 0;
+            if (s_parse_u64 (flag, optarg, &v) || v < lo || v > 86400000) {
+                fprintf (stderr, "jobman-agent: %s must be %" PRIu64 "..86400000\n", flag, lo);
+                return 2;
+            }
+            unsigned *dst = c == 'p'   ? &cfg.poll_ms
+                            : c == 'R' ? &cfg.submit_per_min
+                            : c == 'B' ? &cfg.submit_burst
+                                       : &cfg.retry_ms;
+            *dst = (unsigned)v;
+            break;
+        }
         case 'b':
             if (s_parse_u64 ("--heartbeat-ms", optarg, &v) || v < 10) {
                 fprintf (stderr, "jobman-agent: --heartbeat-ms must be at least 10\n");

@@ -19,6 +19,7 @@
 #include "jm_log.h"
 #include "jm_path.h"
 #include "jm_proto.h"
+#include "jm_resources.h"
 #include "jm_sched.h"
 #include "jm_store.h"
 #include "jm_util.h"
@@ -422,7 +423,20 @@ s_job_submit (s_job_t *job)
         s_job_fail (job, reason);
         return;
     }
+    jm_resources_t *res = NULL;
+    if (m->resources && *m->resources) {
+        char what[64];
+        snprintf (what, sizeof what, "JOB %" PRIu64 " from the coordinator", job->id);
+        res = jm_resources_from_json (m->resources, what, err, sizeof err);
+        if (!res) {
+            snprintf (reason, sizeof reason, "bad resources: %s", err);
+            s_job_fail (job, reason);
+            return;
+        }
+    }
     jm_jobscript_t *js = jm_jobscript_new (job->id, wb, jobdir, m->para_deg);
+    jm_jobscript_set_resources (js, res);
+    jm_resources_destroy (&res);
     for (size_t i = 0; i < m->tasks.n; i++) {
         const jm_wtask_t *t = &m->tasks.v[i];
         jm_jobscript_add_task (js, t->id, t->path, t->command, t->outlog, t->errlog);
@@ -889,8 +903,10 @@ s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
 static void
 s_job_ended (s_job_t *job, const jm_sched_ev_t *ev)
 {
-    char why[256];
-    if (ev->job_exit >= 0)
+    char why[S_REASON_MAX];
+    if (ev->reason && *ev->reason && strcmp (ev->reason, "cancelled") != 0)
+        snprintf (why, sizeof why, "%s", ev->reason);
+    else if (ev->job_exit >= 0)
         snprintf (why, sizeof why, "job ended before the task finished (job exit status %d)",
                   ev->job_exit);
     else
@@ -1288,7 +1304,7 @@ jm_agent_config_check (const jm_agent_config_t *cfg, char *err, size_t errlen)
         return jm_err (err, errlen, "no work root: give --root DIR");
     const char *sched = cfg->scheduler ? cfg->scheduler : "shell";
     if (!jm_sched_lookup (sched))
-        return jm_err (err, errlen, "unknown scheduler '%s' (known: shell)", sched);
+        return jm_err (err, errlen, "unknown scheduler '%s' (known: %s)", sched, jm_sched_names ());
     return 0;
 }
 
@@ -1306,6 +1322,8 @@ jm_agent_run (const jm_agent_config_t *cfg)
     self->hb_timer = -1;
     self->backend = jm_sched_lookup (cfg->scheduler ? cfg->scheduler : "shell");
     self->slots = cfg->slots;
+    if (self->slots == 0 && self->backend != &jm_sched_shell)
+        self->slots = 100;
     if (self->slots == 0) {
         long n = sysconf (_SC_NPROCESSORS_ONLN);
         self->slots = n > 0 ? (size_t)n : 1;
@@ -1370,7 +1388,10 @@ jm_agent_run (const jm_agent_config_t *cfg)
         jm_xfer_new (self->store, JM_XFER_CHUNK, JM_XFER_WINDOW, s_xfer_send, s_xfer_done, self);
     jm_sched_opts_t so = {.loop = self->loop,
                           .slots = self->slots,
-                          .poll_ms = 10000,
+                          .poll_ms = cfg->poll_ms,
+                          .submit_per_min = cfg->submit_per_min,
+                          .submit_burst = cfg->submit_burst,
+                          .retry_ms = cfg->retry_ms,
                           .event = s_on_sched_events,
                           .arg = self};
     self->sched = self->backend->create (&so, err, sizeof err);

@@ -14,8 +14,15 @@ typedef struct {
     const char *coordinator_cert; /* the coordinator's public cert file */
     const char *site;             /* site name: [A-Za-z0-9._-]+ */
     const char *root;             /* remote work root (created if missing) */
-    const char *scheduler;        /* backend name; NULL = "shell" */
-    size_t slots;                 /* jobs at once; 0 = online CPUs */
+    const char *scheduler;        /* backend name (jm_sched_lookup); NULL = "shell" */
+    size_t slots;                 /* jobs at once (batch schedulers: max_jobs,
+                                     queued or running); 0 = online CPUs for
+                                     shell, 100 for a batch scheduler */
+    unsigned poll_ms;             /* batch: status poll interval; 0 = 10000 */
+    unsigned submit_per_min;      /* batch: submit calls per minute; 0 = no limit */
+    unsigned submit_burst;        /* batch: token bucket size; 0 = 5 */
+    unsigned retry_ms;            /* batch: first back-off after a limit refusal;
+                                     0 = 10000 */
     uint64_t heartbeat_ms;        /* until WELCOME says otherwise; 0 = 5000 */
     int stop_fd;                  /* readable (data or EOF) = stop; -1 = none.
                                      SIGINT/SIGTERM (CZMQ's handler) also stop. */

@@ -20,6 +20,7 @@
 #include "jm_keys.h"
 #include "jm_log.h"
 #include "jm_path.h"
+#include "jm_resources.h"
 #include "jm_proto.h"
 #include "jm_state.h"
 #include "jm_store.h"
@@ -528,6 +529,7 @@ s_send_job (coord_t *self, site_t *site, jm_csub_t *sub)
     msg->job_id = job->id;
     jm_str_set (&msg->sub_id, sub->id);
     msg->para_deg = sub->para_deg;
+    jm_str_set (&msg->resources, sub->resources);
     for (size_t i = 0; i < sub->common.n; i++) {
         const jm_wfile_t *f = &sub->common.v[i];
         jm_wfiles_push (&msg->common, f->path, f->hash, f->size, f->mode);
@@ -1662,6 +1664,17 @@ s_check_submit (coord_t *self, const jm_msg_t *msg, char *err, size_t errlen)
         return jm_err (err, errlen, "SUBMIT: para_deg must be at least 1");
     if (msg->tasks.n == 0)
         return jm_err (err, errlen, "SUBMIT: the submission has no tasks");
+    if (msg->resources && *msg->resources) {
+        jm_resources_t *res = jm_resources_from_json (msg->resources, "SUBMIT", err, errlen);
+        if (!res)
+            return -1;
+        bool same = res->group_size == msg->group_size && res->para_deg == msg->para_deg;
+        jm_resources_destroy (&res);
+        if (!same)
+            return jm_err (err, errlen,
+                           "SUBMIT: resources.group_size/para_deg differ from the message's "
+                           "group_size/para_deg");
+    }
     for (size_t i = 0; i < msg->common.n; i++) {
         const jm_wfile_t *f = &msg->common.v[i];
         snprintf (what, sizeof what, "forward common file %zu", i);
@@ -1721,6 +1734,7 @@ s_on_submit (coord_t *self, peer_t *peer, jm_msg_t *msg)
     jm_csub_t *sub =
         jm_csub_new (id, time (NULL), msg->work_base, msg->group_size, msg->para_deg, msg->tasks.n);
     free (id);
+    jm_str_set (&sub->resources, msg->resources);
     for (size_t i = 0; i < msg->common.n; i++) {
         const jm_wfile_t *f = &msg->common.v[i];
         jm_wfiles_push (&sub->common, f->path, f->hash, f->size, f->mode);

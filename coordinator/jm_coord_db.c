@@ -65,6 +65,7 @@ jm_csub_new (const char *id, int64_t created, const char *work_base, uint64_t gr
     self->work_base = s_dup (work_base);
     self->group_size = group_size;
     self->para_deg = para_deg;
+    self->resources = s_dup ("");
     self->state = JM_SUB_ACTIVE;
     self->ntasks = ntasks;
     self->tasks = calloc (ntasks ? ntasks : 1, sizeof (jm_ctask_t));
@@ -114,6 +115,7 @@ jm_csub_destroy (jm_csub_t **self_p)
     free (self->pending);
     free (self->id);
     free (self->work_base);
+    free (self->resources);
     free (self);
     *self_p = NULL;
 }
@@ -175,7 +177,8 @@ static const char *s_schema =
     "CREATE TABLE IF NOT EXISTS submissions ("
     "  id TEXT PRIMARY KEY, created INTEGER NOT NULL, work_base TEXT NOT NULL,"
     "  group_size INTEGER NOT NULL, para_deg INTEGER NOT NULL, state TEXT NOT NULL,"
-    "  total INTEGER NOT NULL, bytes_sent INTEGER NOT NULL DEFAULT 0);"
+    "  total INTEGER NOT NULL, bytes_sent INTEGER NOT NULL DEFAULT 0,"
+    "  resources TEXT NOT NULL DEFAULT '');"
     "CREATE TABLE IF NOT EXISTS tasks ("
     "  sub_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL,"
     "  command TEXT NOT NULL, outlog TEXT NOT NULL, errlog TEXT NOT NULL,"
@@ -208,6 +211,23 @@ static const char *s_schema =
     "CREATE INDEX IF NOT EXISTS task_results_sub ON task_results (sub_id, idx);"
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
 
+/* submissions.resources came within schema version 1: a database made
+   before it gets the column (with "" = default resources). */
+static int
+s_add_resources_column (jm_db_t *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *st = jm_db_stmt (db, "SELECT count(*) FROM pragma_table_info('submissions') "
+                                       "WHERE name = 'resources'");
+    if (!st || sqlite3_step (st) != SQLITE_ROW)
+        return jm_err (err, errlen, "cannot read the submissions table: %s", jm_db_errmsg (db));
+    int have = sqlite3_column_int (st, 0);
+    sqlite3_reset (st);
+    if (have)
+        return 0;
+    return jm_db_exec (db, "ALTER TABLE submissions ADD COLUMN resources TEXT NOT NULL DEFAULT ''",
+                       err, errlen);
+}
+
 int
 jm_coord_db_init (jm_db_t *db, char *err, size_t errlen)
 {
@@ -226,7 +246,8 @@ jm_coord_db_init (jm_db_t *db, char *err, size_t errlen)
         return -1;
     char sql[64];
     snprintf (sql, sizeof sql, "PRAGMA user_version=%d", JM_COORD_SCHEMA_VERSION);
-    if (jm_db_exec (db, s_schema, err, errlen) || jm_db_exec (db, sql, err, errlen)) {
+    if (jm_db_exec (db, s_schema, err, errlen) || s_add_resources_column (db, err, errlen) ||
+        jm_db_exec (db, sql, err, errlen)) {
         if (!was_in_tx)
             jm_db_exec (db, "ROLLBACK", NULL, 0);
         return -1;
@@ -295,8 +316,8 @@ jm_coord_db_insert_sub (jm_db_t *db, const jm_csub_t *sub, char *err, size_t err
     if (jm_db_begin (db))
         return jm_err (err, errlen, "cannot begin a transaction: %s", jm_db_errmsg (db));
     sqlite3_stmt *st = jm_db_stmt (db, "INSERT INTO submissions (id, created, work_base, "
-                                       "group_size, para_deg, state, total, bytes_sent) "
-                                       "VALUES (?,?,?,?,?,?,?,?)");
+                                       "group_size, para_deg, state, total, bytes_sent, "
+                                       "resources) VALUES (?,?,?,?,?,?,?,?,?)");
     if (!st)
         return jm_err (err, errlen, "cannot prepare: %s", jm_db_errmsg (db));
     BIND_TEXT (st, 1, sub->id);
@@ -307,6 +328,7 @@ jm_coord_db_insert_sub (jm_db_t *db, const jm_csub_t *sub, char *err, size_t err
     BIND_TEXT (st, 6, jm_sub_state_name (sub->state));
     sqlite3_bind_int64 (st, 7, (int64_t)sub->ntasks);
     sqlite3_bind_int64 (st, 8, (int64_t)sub->bytes_sent);
+    BIND_TEXT (st, 9, sub->resources);
     if (s_step_done (db, st, err, errlen, "submission"))
         return -1;
 
@@ -387,7 +409,7 @@ int
 jm_coord_db_load (jm_db_t *db, zlist_t *list, char *err, size_t errlen)
 {
     sqlite3_stmt *ss = jm_db_stmt (db, "SELECT id, created, work_base, group_size, para_deg, "
-                                       "state, total, bytes_sent FROM submissions "
+                                       "state, total, bytes_sent, resources FROM submissions "
                                        "ORDER BY created, rowid");
     if (!ss)
         return jm_err (err, errlen, "cannot read submissions: %s", jm_db_errmsg (db));
@@ -403,6 +425,8 @@ jm_coord_db_load (jm_db_t *db, zlist_t *list, char *err, size_t errlen)
         int st = jm_sub_state_from_name (s_col (ss, 5));
         sub->state = st < 0 ? JM_SUB_ACTIVE : (jm_sub_state_t)st;
         sub->bytes_sent = (uint64_t)sqlite3_column_int64 (ss, 7);
+        free (sub->resources);
+        sub->resources = s_dup (s_col (ss, 8));
         zlist_append (subs, sub);
     }
     sqlite3_reset (ss);

@@ -50,6 +50,7 @@ struct _jm_csub_t {
     char *work_base;
     uint64_t group_size;
     uint64_t para_deg;
+    char *resources; /* dpdispatcher Resources as canonical JSON; "" = defaults */
     jm_sub_state_t state;
     uint64_t bytes_sent;
     jm_wfiles_t common;

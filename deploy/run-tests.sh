@@ -11,8 +11,33 @@ status=0
 echo "==> build (build/)"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build build -j"$JOBS"
+# Real Slurm and SGE for the scheduler end-to-end tests (deploy/CLUSTERS.md).
+# They are brought up here (packages installed if missing) and taken down
+# afterwards unless they were already running; JM_CLUSTERS=0 skips them (the
+# e2e_slurm/e2e_sge tests then skip), and without them the tests fail
+# (JM_REQUIRE_CLUSTERS=1) instead of skipping.
+STATE=${JOBMAN_CLUSTERS_STATE:-/var/lib/jobman-testclusters}
+was_up() { [ -s "$STATE/$1/$2.pid" ] && kill -0 "$(cat "$STATE/$1/$2.pid")" 2>/dev/null; }
+started_slurm=0 started_sge=0
+if [ "${JM_CLUSTERS:-1}" = 1 ]; then
+    SUDO=
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    was_up slurm slurmctld || started_slurm=1
+    was_up sge sge_qmaster || started_sge=1
+    echo "==> real test clusters: Slurm and SGE (deploy/slurm-up.sh, deploy/sge-up.sh)"
+    $SUDO ./deploy/slurm-up.sh || status=1
+    sge_env=$($SUDO ./deploy/sge-up.sh) || status=1
+    eval "$sge_env"
+    export JM_REQUIRE_CLUSTERS=1
+fi
+stop_clusters() {
+    if [ $started_slurm = 1 ]; then $SUDO ./deploy/slurm-down.sh || true; fi
+    if [ $started_sge = 1 ]; then $SUDO ./deploy/sge-down.sh || true; fi
+}
+trap stop_clusters EXIT
+
 echo "==> ctest (build/)"
-ctest --test-dir build --output-on-failure -j"$JOBS" --timeout 600 || status=1
+ctest --test-dir build --output-on-failure -j"$JOBS" --timeout 900 || status=1
 
 echo "==> build with -DJM_SANITIZE=ON (build-asan/)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DJM_SANITIZE=ON
