@@ -11,9 +11,16 @@
 
     Shell (sched_shell.c) runs 'bash job.sh' as a child in its own process
     group and reads the script's standard output through a pipe.  Batch
-    backends (sched_slurm.c, ...) will prepend their header to the script,
-    submit it, and each poll_ms read the tag files <job_dir>/<task_id>.exit
-    and run one batched scheduler query for all their jobs.
+    backends (sched_slurm.c, sched_sge.c, sched_pbs.c, sched_lsf.c) share
+    jm_batch.c: they submit a wrapper with their directives, and each
+    poll_ms read the jobs' event and tag files and run one batched
+    scheduler query for all their jobs (jm_batch.h).
+
+    JOB_END's reason is "" when the job ended normally (every task that did
+    not report an end then failed for a reason the agent words itself), or
+    the reason for every task of the job that did not end, worded for the
+    user: "TIMEOUT: slurm job 57 (TIMEOUT)", "cancelled" (jobman's cancel),
+    "cannot submit to slurm: sbatch: error: ...".
 
     One backend file = one jm_sched_backend_t; jm_sched_lookup finds it by
     name.                                                                  */
@@ -42,8 +49,16 @@ typedef void (jm_sched_event_fn) (void *arg, const jm_sched_ev_t *evs, size_t n)
 
 typedef struct {
     zloop_t *loop;            /* the agent's event loop (pollers, timers) */
-    size_t slots;             /* at most this many jobs at once */
-    unsigned poll_ms;         /* batch backends: poll interval */
+    size_t slots;             /* at most this many jobs at once (a batch
+                                 site's max_jobs: queued or running) */
+    unsigned poll_ms;         /* batch backends: poll interval; 0 = 10000 */
+    unsigned submit_per_min;  /* batch: submit calls per minute (token
+                                 bucket); 0 = unlimited */
+    unsigned submit_burst;    /* batch: bucket size; 0 = 5 */
+    unsigned retry_ms;        /* batch: first back-off after a limit refusal
+                                 (doubles up to 300 s); 0 = 10000 */
+    unsigned flush_ms;        /* batch: jobs arriving within this window go
+                                 out as one array; 0 = 200 */
     jm_sched_event_fn *event; /* event sink */
     void *arg;                /* passed to event */
 } jm_sched_opts_t;
@@ -69,16 +84,17 @@ typedef struct {
 } jm_sched_backend_t;
 
 extern const jm_sched_backend_t jm_sched_shell;
+extern const jm_sched_backend_t jm_sched_slurm;
+extern const jm_sched_backend_t jm_sched_sge;
+extern const jm_sched_backend_t jm_sched_pbs;    /* PBS Pro / OpenPBS */
+extern const jm_sched_backend_t jm_sched_torque; /* Torque (PBS dialect) */
+extern const jm_sched_backend_t jm_sched_lsf;
 
-/* Backend by name, or NULL. */
-static inline const jm_sched_backend_t *
-jm_sched_lookup (const char *name)
-{
-    static const jm_sched_backend_t *const all[] = {&jm_sched_shell};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        if (name && strcmp (all[i]->name, name) == 0)
-            return all[i];
-    return NULL;
-}
+/*  Backend by name, case-insensitive, with dpdispatcher's batch_type names
+    as aliases (Shell, Slurm, SlurmJobArray, SGE, PBS, OpenPBS, Torque,
+    LSF), or NULL. */
+const jm_sched_backend_t *jm_sched_lookup (const char *name);
+/* "shell, slurm, sge, pbs, torque, lsf" for messages. */
+const char *jm_sched_names (void);
 
 #endif
