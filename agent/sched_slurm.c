@@ -504,11 +504,13 @@ s_query_argv (const char *user, const char *const *sids, size_t n, jm_argv_t *ar
 }
 
 /* One command: accounting (slurmdbd) first, the job completion log (-c)
-   when accounting is disabled.  -c prints "Unknown type ArrayJobId" noise
-   for array tasks on stderr; its status still tells failure. */
+   when accounting is disabled.  The first one's complaint is dropped (it
+   is expected where there is no slurmdbd); the second one's stderr is
+   kept for the message when both fail ("Unknown type ArrayJobId" noise
+   for array tasks there is harmless: stderr is not read on success). */
 #define S_SACCT_FIELDS "-n -P -X -o JobID,State,ExitCode"
 static const char s_final_script[] = "sacct " S_SACCT_FIELDS " -j \"$1\" 2>/dev/null"
-                                     " || sacct -c " S_SACCT_FIELDS " -j \"$1\" 2>/dev/null";
+                                     " || sacct -c " S_SACCT_FIELDS " -j \"$1\"";
 
 static void
 s_final_argv (const char *user, const char *const *sids, size_t n, jm_argv_t *argv)
