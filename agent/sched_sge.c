@@ -642,7 +642,8 @@ s_cancel_argv (const char *const *sids, size_t n, jm_argv_t *argv)
         jm_argv_add (argv, sids[i]);
 }
 
-static const jm_batch_dialect_t s_dialect = {
+/* Not static: tests/test_sched_sge.c replays captured output through it. */
+const jm_batch_dialect_t jm_sge_dialect = {
     .name = "sge",
     .submit_prog = "qsub",
     .array_index_var = "SGE_TASK_ID",
@@ -659,4 +660,4 @@ static const jm_batch_dialect_t s_dialect = {
     .cancel_argv = s_cancel_argv,
 };
 
-JM_BATCH_BACKEND (sge, s_dialect);
+JM_BATCH_BACKEND (sge, jm_sge_dialect);
