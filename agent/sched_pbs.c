@@ -764,9 +764,10 @@ s_torque_parse_query (int status, const char *out, const char *errout, jm_batch_
 
 /* ------------------------------------------------------------------ */
 
-/* max_array: PBS Pro's server default max_array_size is 10000; Torque's
+/* The dialects (non-static for tests/test_sched_pbs.c).
+   max_array: PBS Pro's server default max_array_size is 10000; Torque's
    max_job_array_size has no default, keep the same. */
-static const jm_batch_dialect_t s_pbspro = {
+const jm_batch_dialect_t jm_pbs_dialect = {
     .name = "pbs",
     .submit_prog = "qsub",
     .array_index_var = "PBS_ARRAY_INDEX",
@@ -787,7 +788,7 @@ static const jm_batch_dialect_t s_pbspro = {
 
 /* Torque has no history command besides tracejob (root, server logs):
    completed jobs are seen in the query while keep_completed lasts. */
-static const jm_batch_dialect_t s_torque = {
+const jm_batch_dialect_t jm_torque_dialect = {
     .name = "torque",
     .submit_prog = "qsub",
     .array_index_var = "PBS_ARRAYID",
@@ -804,21 +805,5 @@ static const jm_batch_dialect_t s_torque = {
     .cancel_argv = s_cancel_argv,
 };
 
-JM_BATCH_BACKEND (pbs, s_pbspro);
-JM_BATCH_BACKEND (torque, s_torque);
-
-/* For tests: the dialects themselves. */
-const jm_batch_dialect_t *jm_sched_pbs_dialect (void);
-const jm_batch_dialect_t *jm_sched_torque_dialect (void);
-
-const jm_batch_dialect_t *
-jm_sched_pbs_dialect (void)
-{
-    return &s_pbspro;
-}
-
-const jm_batch_dialect_t *
-jm_sched_torque_dialect (void)
-{
-    return &s_torque;
-}
+JM_BATCH_BACKEND (pbs, jm_pbs_dialect);
+JM_BATCH_BACKEND (torque, jm_torque_dialect);
