@@ -37,6 +37,7 @@ struct _jm_jobscript_t {
     size_t nprologue;
     s_task_t *tasks;
     size_t ntasks, cap;
+    jm_resources_t *res; /* NULL = none */
 };
 
 jm_jobscript_t *
@@ -69,6 +70,7 @@ jm_jobscript_destroy (jm_jobscript_t **self_p)
     free (self->prologue);
     free (self->tasks);
     free (self->header);
+    jm_resources_destroy (&self->res);
     free (self->work_base);
     free (self->job_dir);
     free (self);
@@ -115,6 +117,32 @@ void
 jm_jobscript_set_tag_files (jm_jobscript_t *self, bool on)
 {
     self->no_tags = !on;
+}
+
+void
+jm_jobscript_set_resources (jm_jobscript_t *self, const jm_resources_t *res)
+{
+    jm_resources_destroy (&self->res);
+    self->res = res ? jm_resources_dup (res) : NULL;
+}
+
+const jm_resources_t *
+jm_jobscript_resources (jm_jobscript_t *self)
+{
+    return self->res;
+}
+
+const char *
+jm_jobscript_work_base (jm_jobscript_t *self)
+{
+    return self->work_base;
+}
+
+uint64_t
+jm_jobscript_task_id (jm_jobscript_t *self, size_t i)
+{
+    assert (i < self->ntasks);
+    return self->tasks[i].id;
 }
 
 uint64_t
@@ -182,30 +210,108 @@ s_word (s_buf_t *b, const char *s)
     free (q);
 }
 
+static void
+s_cd_work_base (s_buf_t *b, jm_jobscript_t *self)
+{
+    s_puts (b, "cd --");
+    s_word (b, self->work_base);
+    s_puts (b, " || { echo \"jobman: cannot enter the work base\" >&2; exit 121; }\n");
+}
+
+static bool
+s_env_name_ok (const char *s)
+{
+    if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || *s == '_'))
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
+              *s == '_'))
+            return false;
+    return true;
+}
+
+/*  dpdispatcher's environment set-up, in its order: module purge, module
+    unload, module load, source, export, prepend_script. */
+static void
+s_resources_prologue (s_buf_t *b, const jm_resources_t *res)
+{
+    if (res->module_purge)
+        s_puts (b, "module purge\n");
+    for (size_t i = 0; i < res->module_unload_list.n; i++) {
+        s_puts (b, "module unload");
+        s_word (b, res->module_unload_list.v[i]);
+        s_puts (b, "\n");
+    }
+    for (size_t i = 0; i < res->module_list.n; i++) {
+        s_puts (b, "module load");
+        s_word (b, res->module_list.v[i]);
+        s_puts (b, "\n");
+    }
+    for (size_t i = 0; i < res->source_list.n; i++) {
+        const char *src = res->source_list.v[i];
+        if (strncmp (src, "~/", 2) == 0) {
+            s_puts (b, "source \"$HOME\"/");
+            char *q = jm_sh_quote (src + 2);
+            s_puts (b, q);
+            free (q);
+        }
+        else {
+            s_puts (b, "source");
+            s_word (b, src);
+        }
+        s_puts (b, "\n");
+    }
+    for (size_t i = 0; i < res->n_envs; i++) {
+        char *q = jm_resources_env_quote (res->envs[i].value);
+        s_printf (b, "export %s=%s\n", res->envs[i].key, q);
+        free (q);
+    }
+    for (size_t i = 0; i < res->prepend_script.n; i++) {
+        s_puts (b, res->prepend_script.v[i]);
+        s_puts (b, "\n");
+    }
+}
+
 int
 jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errlen)
 {
     if (strchr (self->work_base, '\n') || strchr (self->job_dir, '\n'))
         return jm_err (err, errlen, "job %" PRIu64 ": work base or job dir contains a newline",
                        self->job_id);
+    if (self->res)
+        for (size_t i = 0; i < self->res->n_envs; i++)
+            if (!s_env_name_ok (self->res->envs[i].key))
+                return jm_err (err, errlen,
+                               "job %" PRIu64 ": resources.envs: '%.100s' is not a shell variable "
+                               "name",
+                               self->job_id, self->res->envs[i].key);
     s_buf_t b = {0};
     s_puts (&b, "#!/bin/bash\n");
     if (self->header)
         s_puts (&b, self->header);
+    /* only the S/E lines go to standard output (fd 3 from here on): what
+       the set-up (source, module load) prints lands on standard error */
+    s_puts (&b, "exec 3>&1 1>&2\n");
     s_printf (&b, "# jobman job %" PRIu64 ": %zu task(s), %zu at a time\n", self->job_id,
               self->ntasks, self->para_deg);
-    s_puts (&b, "cd --");
-    s_word (&b, self->work_base);
-    s_puts (&b, " || { echo \"jobman: cannot enter the work base\" >&2; exit 121; }\n");
+    s_cd_work_base (&b, self);
     s_puts (&b, "jm_jobdir=");
     char *q = jm_sh_quote (self->job_dir);
     s_puts (&b, q);
     free (q);
     s_puts (&b, "\n");
+    /* the set-up may cd elsewhere (a sourced file, prepend_script): back
+       to the work base after each part, as task dirs are relative to it */
+    if (self->res) {
+        s_resources_prologue (&b, self->res);
+        s_cd_work_base (&b, self);
+    }
     for (size_t i = 0; i < self->nprologue; i++) {
         s_puts (&b, self->prologue[i]);
         s_puts (&b, "\n");
     }
+    if (self->nprologue)
+        s_cd_work_base (&b, self);
     /*  jm_go ID DIR OUTLOG ERRLOG COMMAND starts one task in the background
         once fewer than para_deg run.  Two ways, chosen when the script runs:
         with bash >= 5.1, 'wait -n -p' names the task that ended, so a task
@@ -213,6 +319,9 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
         script reports its end; older bash needs a reporting subshell around
         /bin/sh (two forks).  JOBMAN_JOBSCRIPT_COMPAT=1 forces the second
         (tests).  A missing task dir gives 127. */
+    char wait_line[64] = "";
+    if (self->res && self->res->wait_time > 0)
+        snprintf (wait_line, sizeof wait_line, "    sleep %" PRIu64 "\n", self->res->wait_time);
     const char *tag = self->no_tags ? "" : "    echo \"$jm_rc\" >\"$jm_jobdir/$jm_id.exit\"\n";
     s_printf (
         &b,
@@ -225,12 +334,12 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
         "fi\n"
         "jm_done () {\n"
         "%s"
-        "    echo \"E $jm_id $jm_rc\"\n"
+        "    echo \"E $jm_id $jm_rc\" >&3\n"
         "}\n"
         "jm_task () {\n"
         "    jm_id=$1\n"
         "    if cd -- \"$2\"; then\n"
-        "        /bin/sh -c -- \"$5\" >>\"$3\" 2>>\"$4\" </dev/null\n"
+        "        /bin/sh -c -- \"$5\" >>\"$3\" 2>>\"$4\" </dev/null 3>&-\n"
         "        jm_rc=$?\n"
         "    else\n"
         "        jm_rc=127\n"
@@ -253,17 +362,18 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
         "    if [ \"$jm_running\" -ge %zu ]; then\n"
         "        jm_reap\n"
         "    fi\n"
-        "    echo \"S $1\"\n"
+        "    echo \"S $1\" >&3\n"
         "    if [ $jm_fast = 1 ]; then\n"
         "        ( cd -- \"$2\" || exit 127; exec /bin/sh -c -- \"$5\" >>\"$3\" 2>>\"$4\" "
-        "</dev/null ) &\n"
+        "</dev/null 3>&- ) &\n"
         "        jm_ids[$!]=$1\n"
         "    else\n"
         "        jm_task \"$@\" &\n"
         "    fi\n"
         "    jm_running=$((jm_running + 1))\n"
+        "%s"
         "}\n",
-        tag, self->para_deg);
+        tag, self->para_deg, wait_line);
     for (size_t i = 0; i < self->ntasks; i++) {
         s_task_t *t = &self->tasks[i];
         s_printf (&b, "jm_go %" PRIu64, t->id);
@@ -273,7 +383,13 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
         s_word (&b, t->command);
         s_puts (&b, "\n");
     }
-    s_puts (&b, "while [ \"$jm_running\" -gt 0 ]; do\n    jm_reap\ndone\nexit 0\n");
+    s_puts (&b, "while [ \"$jm_running\" -gt 0 ]; do\n    jm_reap\ndone\n");
+    if (self->res)
+        for (size_t i = 0; i < self->res->append_script.n; i++) {
+            s_puts (&b, self->res->append_script.v[i]);
+            s_puts (&b, "\n");
+        }
+    s_puts (&b, "exit 0\n");
     *text_p = b.s;
     return 0;
 }

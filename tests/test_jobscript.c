@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "jm_jobscript.h"
 #include "jm_util.h"
+#include "jm_yaml.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -261,6 +262,212 @@ test_prompt_end_reports (void **state)
     jm_jobscript_destroy (&js);
 }
 
+/*  Runs the script with bash under env -i (HOME=<tmp>/home, PATH=<tmp>/bin
+    first), stdout and stderr to job/stdout and job/stderr; returns stdout
+    and sets *errout (caller frees both). */
+static char *
+s_run_env (jm_jobscript_t *js, char **errout)
+{
+    char path[512], err[256], cmd[2400];
+    snprintf (path, sizeof path, "%s/job/job.sh", s_tmp);
+    assert_int_equal (jm_jobscript_write (js, path, err, sizeof err), 0);
+    const char *compat = getenv ("JOBMAN_JOBSCRIPT_COMPAT");
+    snprintf (cmd, sizeof cmd,
+              "cd / && env -i HOME='%s/home' PATH='%s/bin:/usr/bin:/bin' %s%s timeout 30 bash "
+              "'%s' > '%s/job/stdout' 2> '%s/job/stderr'",
+              s_tmp, s_tmp, compat ? "JOBMAN_JOBSCRIPT_COMPAT=" : "", compat ? compat : "", path,
+              s_tmp, s_tmp);
+    int rc = system (cmd);
+    assert_true (WIFEXITED (rc));
+    assert_int_equal (WEXITSTATUS (rc), 0);
+    *errout = s_read ("job/stderr");
+    assert_non_null (*errout);
+    return s_read ("job/stdout");
+}
+
+static void
+s_write_exec (const char *rel, const char *text)
+{
+    const char *path = jm_test_path (s_tmp, rel);
+    jm_test_write (path, text);
+    assert_int_equal (chmod (path, 0755), 0);
+}
+
+/* dpdispatcher's set-up from resources: module purge/unload/load, source
+   (~/ is $HOME), export, prepend_script, then the prologue lines, in that
+   order and before any task; append_script after every task ended; what
+   the set-up prints goes to stderr, only S/E lines to stdout. */
+static void
+test_resources_setup (void **state)
+{
+    (void)state;
+    jm_jobscript_t *js = s_new (2);
+    char home[512];
+    snprintf (home, sizeof home, "%s/home", s_tmp);
+    assert_int_equal (mkdir (home, 0755), 0);
+    assert_int_equal (mkdir (jm_test_path (s_tmp, "bin"), 0755), 0);
+    /* a fake 'module' command that logs into the current directory */
+    s_write_exec ("bin/module", "#!/bin/sh\necho \"module says $*\"\necho \"module $*\" >> "
+                                "order.log\n");
+    jm_test_write (jm_test_path (s_tmp, "home/my env.sh"),
+                   "echo sourced-home\necho 'source home' >> order.log\nexport FROM_HOME=yes\n");
+    jm_test_write (jm_test_path (s_tmp, "wb/rel.sh"),
+                   "echo 'source rel' >> order.log\necho rel-to-stderr >&2\n");
+    s_mkdir ("t1");
+    s_mkdir ("t2");
+    s_mkdir ("t3");
+
+    char yerr[256], rerr[512];
+    const char *yaml = "resources:\n"
+                       "  module_purge: true\n"
+                       "  module_unload_list: [intel]\n"
+                       "  module_list: [gcc/12, 'x y']\n"
+                       "  source_list: ['~/my env.sh', rel.sh]\n"
+                       "  envs: {A: '$HOME/x', B: '$(touch pwned) `touch pwned2`', C: 4}\n"
+                       "  prepend_script: ['echo \"prepend $A\" >> order.log; echo prepend-out', "
+                       "'cd \"$HOME\"']\n"
+                       "  append_script: ['cd t1 && test -e done && test -e ../t3/done && echo "
+                       "all-done > ../append.txt', 'echo append-out']\n";
+    jm_ynode_t *root = jm_yaml_load_string (yaml, strlen (yaml), "t.yml", yerr, sizeof yerr);
+    assert_non_null (root);
+    jm_resources_t *res = jm_resources_from_ynode (jm_ynode_get (root, "resources"), "t.yml", s_tmp,
+                                                   NULL, rerr, sizeof rerr);
+    jm_ynode_destroy (&root);
+    if (!res)
+        fail_msg ("%s", rerr);
+    jm_jobscript_set_resources (js, res);
+    /* a copy: the caller's resources may go */
+    const jm_resources_t *kept = jm_jobscript_resources (js);
+    assert_non_null (kept);
+    assert_ptr_not_equal (kept, res);
+    char *j1 = jm_resources_to_json (res), *j2 = jm_resources_to_json (kept);
+    assert_string_equal (j1, j2);
+    free (j1);
+    free (j2);
+    jm_resources_destroy (&res);
+    jm_jobscript_add_prologue (js, "echo prologue >> order.log; echo prologue-out");
+
+    /* task 1 is slow, task 2 fails, task 3 runs after it anyway */
+    jm_jobscript_add_task (js, 1, "t1",
+                           "sleep 1; echo \"$A|$B|$C|$FROM_HOME\" > env.out; "
+                           "touch done",
+                           "o", "e");
+    jm_jobscript_add_task (js, 2, "t2", "echo task-out; exit 3", "o", "e");
+    jm_jobscript_add_task (js, 3, "t3", "touch done", "o", "e");
+    assert_int_equal (jm_jobscript_task_id (js, 0), 1);
+    assert_int_equal (jm_jobscript_task_id (js, 2), 3);
+    char wb[512];
+    snprintf (wb, sizeof wb, "%s/wb", s_tmp);
+    assert_string_equal (jm_jobscript_work_base (js), wb);
+
+    char *errout = NULL;
+    char *out = s_run_env (js, &errout);
+    assert_non_null (out);
+    /* stdout: S/E lines only */
+    for (const char *p = out; *p;) {
+        const char *nl = strchr (p, '\n');
+        assert_non_null (nl);
+        if (!((p[0] == 'S' || p[0] == 'E') && p[1] == ' '))
+            fail_msg ("stdout has a line that is not S/E: %.*s", (int)(nl - p), p);
+        p = nl + 1;
+    }
+    assert_non_null (strstr (out, "E 1 0\n"));
+    assert_non_null (strstr (out, "E 2 3\n"));
+    assert_non_null (strstr (out, "E 3 0\n"));
+    /* the set-up's and the append_script's output: on stderr */
+    const char *on_stderr[] = {"module says purge", "module says load gcc/12",
+                               "sourced-home",      "rel-to-stderr",
+                               "prepend-out",       "prologue-out",
+                               "append-out"};
+    for (size_t i = 0; i < sizeof on_stderr / sizeof *on_stderr; i++)
+        if (!strstr (errout, on_stderr[i]))
+            fail_msg ("'%s' not on stderr: %s", on_stderr[i], errout);
+    free (out);
+    free (errout);
+    /* the order of the set-up */
+    char *order = s_read ("wb/order.log");
+    assert_non_null (order);
+    char expect[1024];
+    snprintf (expect, sizeof expect,
+              "module purge\nmodule unload intel\nmodule load gcc/12\nmodule load x y\n"
+              "source home\nsource rel\nprepend %s/home/x\nprologue\n",
+              s_tmp);
+    assert_string_equal (order, expect);
+    free (order);
+    /* envs reach the tasks; $HOME expanded, no command substitution */
+    char *env = s_read ("wb/t1/env.out");
+    assert_non_null (env);
+    snprintf (expect, sizeof expect, "%s/home/x|$(touch pwned) `touch pwned2`|4|yes\n", s_tmp);
+    assert_string_equal (env, expect);
+    free (env);
+    assert_false (s_exists ("wb/pwned"));
+    assert_false (s_exists ("wb/t1/pwned"));
+    assert_false (s_exists ("wb/t1/pwned2"));
+    /* the task's own output went to its log, not to the script's stdout */
+    char *o = s_read ("wb/t2/o");
+    assert_string_equal (o, "task-out\n");
+    free (o);
+    /* append_script ran after all tasks (the slow task 1 had finished) */
+    char *app = s_read ("wb/append.txt");
+    assert_non_null (app);
+    assert_string_equal (app, "all-done\n");
+    free (app);
+    jm_jobscript_destroy (&js);
+}
+
+/* wait_time N: N seconds between the starts of consecutive tasks. */
+static void
+test_wait_time (void **state)
+{
+    (void)state;
+    jm_jobscript_t *js = s_new (2);
+    jm_resources_t *res = jm_resources_new ();
+    res->wait_time = 1;
+    jm_jobscript_set_resources (js, res);
+    jm_resources_destroy (&res);
+    jm_jobscript_add_task (js, 1, ".", "date +%s%N > a", "", "");
+    jm_jobscript_add_task (js, 2, ".", "date +%s%N > b", "", "");
+    char *text = NULL, err[256];
+    assert_int_equal (jm_jobscript_render (js, &text, err, sizeof err), 0);
+    assert_non_null (strstr (text, "sleep 1\n"));
+    free (text);
+    char *out = s_run (js);
+    assert_non_null (strstr (out, "E 1 0\n"));
+    assert_non_null (strstr (out, "E 2 0\n"));
+    free (out);
+    char *a = s_read ("wb/a"), *b = s_read ("wb/b");
+    assert_non_null (a);
+    assert_non_null (b);
+    long long ta = atoll (a), tb = atoll (b);
+    free (a);
+    free (b);
+    assert_true (tb - ta >= 900000000LL); /* 0.9 s */
+    jm_jobscript_destroy (&js);
+}
+
+/* A task that leaves a process behind does not keep the script's stdout
+   open (the Shell backend waits for EOF there): tasks do not get fd 3. */
+static void
+test_task_does_not_hold_stdout (void **state)
+{
+    (void)state;
+    jm_jobscript_t *js = s_new (1);
+    jm_jobscript_add_task (js, 1, ".", "sleep 4 & echo started", "o", "e");
+    char path[512], err[256], cmd[1200];
+    snprintf (path, sizeof path, "%s/job/job.sh", s_tmp);
+    assert_int_equal (jm_jobscript_write (js, path, err, sizeof err), 0);
+    snprintf (cmd, sizeof cmd, "cd / && timeout 30 bash '%s' 2>/dev/null | cat > '%s/job/stdout'",
+              path, s_tmp);
+    int64_t t0 = jm_now_ms ();
+    assert_int_equal (system (cmd), 0);
+    int64_t dt = jm_now_ms () - t0;
+    char *out = s_read ("job/stdout");
+    assert_string_equal (out, "S 1\nE 1 0\n");
+    free (out);
+    assert_true (dt < 3000);
+    jm_jobscript_destroy (&js);
+}
+
 int
 main (void)
 {
@@ -271,6 +478,9 @@ main (void)
         cmocka_unit_test_setup_teardown (test_header_and_prologue, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_tag_files_off, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_prompt_end_reports, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_resources_setup, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_wait_time, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_task_does_not_hold_stdout, s_setup, s_teardown),
     };
     /* the script runs tasks one way with bash >= 5.1 ('wait -n -p') and
        another with older bash: every test runs both */
