@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,8 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define JM_SUB_MAX_GROUP 1000000
 
 /* Top-level keys of dpdispatcher submission files that we accept and
    ignore (the machine is ours to choose; hashes and jobs are its state). */
@@ -75,6 +74,8 @@ jm_submission_destroy (jm_submission_t **self_p)
         free (t->errlog);
     }
     free (self->tasks);
+    jm_resources_destroy (&self->resources);
+    free (self->notices);
     free (self);
     *self_p = NULL;
 }
@@ -159,30 +160,6 @@ s_get_paths (jm_sctx_t *ctx, const jm_ynode_t *v, int line, const char *what, ch
     }
     *out = list;
     *n_out = v->n;
-    return 0;
-}
-
-static int
-s_get_count (jm_sctx_t *ctx, const jm_ynode_t *v, const char *what, uint64_t *out)
-{
-    if (!v || jm_ynode_is_null (v))
-        return 0; /* default */
-    const char *s = v->type == JM_Y_SCALAR ? v->value : "";
-    bool ok = *s && strlen (s) <= 7;
-    uint64_t n = 0;
-    for (const char *p = s; ok && *p; p++) {
-        if (*p < '0' || *p > '9')
-            ok = false;
-        else
-            n = n * 10 + (uint64_t)(*p - '0');
-    }
-    if (!ok || n < 1 || n > JM_SUB_MAX_GROUP)
-        return s_fail (ctx, v->line, what, "must be an integer from 1 to %d, not '%s'",
-                       JM_SUB_MAX_GROUP,
-                       v->type == JM_Y_SCALAR ? v->value
-                       : v->type == JM_Y_MAP  ? "a map"
-                                              : "a list");
-    *out = n;
     return 0;
 }
 
@@ -305,18 +282,17 @@ jm_submission_load (const char *file, const char *work_dir, char *err, size_t er
     if (s_get_path (&ctx, wb, root->line, "work_base", ".", &self->work_base))
         goto fail;
 
-    const jm_ynode_t *res = jm_ynode_get (root, "resources");
-    if (res && !jm_ynode_is_null (res)) {
-        if (res->type != JM_Y_MAP) {
-            s_fail (&ctx, res->line, "resources", "must be a map");
+    {
+        /* a relative header template file is next to the submission file */
+        char *copy = strdup (file);
+        assert (copy);
+        self->resources = jm_resources_from_ynode (jm_ynode_get (root, "resources"), file,
+                                                   dirname (copy), &self->notices, err, errlen);
+        free (copy);
+        if (!self->resources)
             goto fail;
-        }
-        /* every other dpdispatcher Resources field is accepted and ignored */
-        if (s_get_count (&ctx, jm_ynode_get (res, "group_size"), "resources.group_size",
-                         &self->group_size) ||
-            s_get_count (&ctx, jm_ynode_get (res, "para_deg"), "resources.para_deg",
-                         &self->para_deg))
-            goto fail;
+        self->group_size = self->resources->group_size;
+        self->para_deg = self->resources->para_deg;
     }
 
     const jm_ynode_t *fcf = jm_ynode_get (root, "forward_common_files");
@@ -431,6 +407,15 @@ jm_submission_to_msg (const jm_submission_t *self, jm_store_t *store, char *err,
     jm_str_set (&msg->work_base, self->work_base_abs);
     msg->group_size = self->group_size;
     msg->para_deg = self->para_deg;
+    {
+        /* the members win, should a caller have changed them after load */
+        jm_resources_t *res = jm_resources_dup (self->resources);
+        res->group_size = self->group_size;
+        res->para_deg = self->para_deg;
+        free (msg->resources);
+        msg->resources = jm_resources_to_json (res);
+        jm_resources_destroy (&res);
+    }
     for (size_t i = 0; i < self->n_forward_common; i++)
         if (s_import (store, basefd, self->work_base_abs, self->forward_common_files[i],
                       &msg->common, err, errlen))

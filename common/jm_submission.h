@@ -3,7 +3,8 @@
       work_base: runs                    # relative to --work-dir (default ".")
       forward_common_files: [common.dat] # relative to work_base
       backward_common_files: []
-      resources: {group_size: 10, para_deg: 2}  # other Resources fields ignored
+      resources: {group_size: 10, para_deg: 2}  # dpdispatcher Resources,
+                                         # see jm_resources.h
       task_list:
         - command: "..."
           task_work_path: t000           # relative to work_base
@@ -19,6 +20,7 @@
 #define JM_SUBMISSION_H
 
 #include "../proto/jm_proto.h"
+#include "jm_resources.h"
 #include "jm_store.h"
 #include <stddef.h>
 #include <stdint.h>
@@ -35,11 +37,16 @@ typedef struct {
 } jm_task_spec_t;
 
 typedef struct {
-    char *file;          /* the submission file, for messages */
-    char *work_base;     /* as written */
-    char *work_base_abs; /* realpath of work_dir/work_base (must exist) */
-    uint64_t group_size; /* default 1 */
-    uint64_t para_deg;   /* default 1 */
+    char *file;                /* the submission file, for messages */
+    char *work_base;           /* as written */
+    char *work_base_abs;       /* realpath of work_dir/work_base (must exist) */
+    uint64_t group_size;       /* default 1 (= resources->group_size) */
+    uint64_t para_deg;         /* default 1 (= resources->para_deg) */
+    jm_resources_t *resources; /* the `resources` map; never NULL after load.
+                                  A relative header template file is read
+                                  from the submission file's directory. */
+    char *notices;             /* NULL, or lines for the user (keys accepted
+                                  but ignored), each ending in '\n' */
     char **forward_common_files;
     size_t n_forward_common;
     char **backward_common_files;
@@ -57,7 +64,8 @@ jm_submission_t *jm_submission_load (const char *file, const char *work_dir, cha
 void jm_submission_destroy (jm_submission_t **self_p);
 
 /*  Put every forward file (common and per task) into store and build the
-    SUBMIT message.  NULL + err on I/O failure. */
+    SUBMIT message (its resources: jm_resources_to_json).  NULL + err on I/O
+    failure. */
 jm_msg_t *jm_submission_to_msg (const jm_submission_t *self, jm_store_t *store, char *err,
                                 size_t errlen);
 

@@ -129,6 +129,21 @@ test_valid_yaml (void **state)
         fail_msg ("%s", err);
     assert_string_equal (s->file, s_subfile);
     s_check_valid (s);
+    /* the resources map, in full */
+    assert_non_null (s->resources);
+    assert_int_equal (s->resources->cpu_per_node, 4);
+    assert_string_equal (s->resources->queue_name, "cpu");
+    assert_int_equal (s->resources->custom_flags.n, 1);
+    assert_string_equal (s->resources->source_list.v[0], "/opt/env.sh");
+    assert_string_equal (s->resources->module_list.v[0], "gcc");
+    assert_int_equal (s->resources->n_envs, 1);
+    assert_string_equal (s->resources->envs[0].value, "4");
+    /* if_cuda_multi_devices is accepted, with a notice naming it */
+    char want[PATH_MAX + 64];
+    snprintf (want, sizeof want, "%s:16: resources.strategy.if_cuda_multi_devices: ", s_subfile);
+    assert_non_null (s->notices);
+    if (!strstr (s->notices, want))
+        fail_msg ("notices '%s' lack '%s'", s->notices, want);
     jm_submission_destroy (&s);
     assert_null (s);
 }
@@ -164,6 +179,8 @@ test_valid_json (void **state)
     if (!s)
         fail_msg ("%s", err);
     s_check_valid (s);
+    assert_string_equal (s->resources->queue_name, "cpu");
+    assert_non_null (strstr (s->notices, "resources.batch_type: "));
     jm_submission_destroy (&s);
 }
 
@@ -192,6 +209,9 @@ test_defaults (void **state)
     assert_string_equal (s->work_base_abs, want);
     assert_int_equal (s->group_size, 1);
     assert_int_equal (s->para_deg, 1);
+    assert_non_null (s->resources); /* defaults, never NULL */
+    assert_int_equal (s->resources->cpu_per_node, 1);
+    assert_null (s->notices);
     assert_int_equal (s->n_forward_common, 0);
     assert_int_equal (s->n_backward_common, 0);
     assert_int_equal (s->n_tasks, 2);
@@ -292,6 +312,15 @@ test_errors (void **state)
     s_expect_error ("work_base: runs\nresources: {group_size: 1000001}\n" TASK0, 2,
                     "resources.group_size");
     s_expect_error ("work_base: runs\nresources: [1]\n" TASK0, 2, "resources: must be a map");
+    s_expect_error ("work_base: runs\nresources:\n  group_size: 2\n  queue_name: 'a b'\n" TASK0, 4,
+                    "resources.queue_name: 'a b'");
+    s_expect_error ("work_base: runs\nresources:\n  cpu_number: 4\n" TASK0, 3,
+                    "resources: unknown key 'cpu_number' (known: number_node, ");
+    s_expect_error ("work_base: runs\nresources:\n  envs: {'A B': 1}\n" TASK0, 3,
+                    "resources.envs.A B: ");
+    s_expect_error ("work_base: runs\nresources:\n  strategy:\n"
+                    "    customized_script_header_template_file: nope.tmpl\n" TASK0,
+                    4, "resources.strategy.customized_script_header_template_file: cannot open");
     s_expect_error ("work_base: nowhere\n" TASK0, 1, "work_base: ");
     s_expect_error ("work_base: /tmp\n" TASK0, 1, "work_base: '/tmp' is an absolute path");
     s_expect_error ("work_base: ../work\n" TASK0, 1, "work_base: '../work' leaves");
@@ -461,6 +490,92 @@ test_to_msg (void **state)
     jm_store_destroy (&store);
 }
 
+/* The resources map travels in SUBMIT as canonical JSON; a relative header
+   template file is read next to the submission file (not in --work-dir). */
+static void
+test_resources_to_msg (void **state)
+{
+    (void)state;
+    char err[2048] = "";
+    jm_test_write (s_path ("hdr.tmpl"), "#SBATCH -N {number_node} -p {queue_name}\n");
+    jm_store_t *store = jm_store_new (s_path ("store"), err, sizeof err);
+    assert_non_null (store);
+    jm_submission_t *s = s_load_text ("work_base: runs\n"
+                                      "resources:\n"
+                                      "  number_node: 2\n"
+                                      "  cpu_per_node: 8\n"
+                                      "  gpu_per_node: 1\n"
+                                      "  queue_name: debug\n"
+                                      "  group_size: 5\n"
+                                      "  para_deg: 3\n"
+                                      "  custom_flags: ['#SBATCH -t 0:01:00']\n"
+                                      "  module_purge: true\n"
+                                      "  envs: {PATH: '/opt/bin:$PATH', N: 4}\n"
+                                      "  append_script: ['echo done']\n"
+                                      "  wait_time: 1\n"
+                                      "  strategy: {customized_script_header_template_file: "
+                                      "hdr.tmpl}\n"
+                                      "  kwargs: {pe_name: mpi, job_name: myjob}\n"
+                                      "  job_array: false\n" TASK0,
+                                      err, sizeof err);
+    if (!s)
+        fail_msg ("%s", err);
+    assert_int_equal (s->group_size, 5);
+    assert_int_equal (s->para_deg, 3);
+    jm_msg_t *msg = jm_submission_to_msg (s, store, err, sizeof err);
+    if (!msg)
+        fail_msg ("%s", err);
+    assert_int_equal (msg->group_size, 5);
+    assert_int_equal (msg->para_deg, 3);
+    assert_non_null (msg->resources);
+    char *json = jm_resources_to_json (s->resources);
+    assert_string_equal (msg->resources, json);
+    free (json);
+
+    /* through the codec, as the coordinator receives it */
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    if (jm_msg_encode (msg, &buf, &size, err, sizeof err))
+        fail_msg ("%s", err);
+    jm_msg_t *got = NULL;
+    int rc = jm_msg_decode (buf, size, &got, NULL, err, sizeof err);
+    free (buf);
+    if (rc != 0 || !got)
+        fail_msg ("%s", err);
+    jm_resources_t *res = jm_resources_from_json (got->resources, "SUBMIT", err, sizeof err);
+    if (!res)
+        fail_msg ("%s", err);
+    assert_int_equal (res->number_node, 2);
+    assert_int_equal (res->cpu_per_node, 8);
+    assert_int_equal (res->gpu_per_node, 1);
+    assert_string_equal (res->queue_name, "debug");
+    assert_int_equal (res->group_size, 5);
+    assert_int_equal (res->para_deg, 3);
+    assert_string_equal (res->custom_flags.v[0], "#SBATCH -t 0:01:00");
+    assert_true (res->module_purge);
+    assert_int_equal (res->n_envs, 2);
+    assert_string_equal (res->envs[0].key, "PATH");
+    assert_string_equal (res->envs[0].value, "/opt/bin:$PATH");
+    assert_string_equal (res->envs[1].value, "4");
+    assert_string_equal (res->append_script.v[0], "echo done");
+    assert_int_equal (res->wait_time, 1);
+    assert_string_equal (res->header_template, "#SBATCH -N {number_node} -p {queue_name}\n");
+    assert_string_equal (res->pe_name, "mpi");
+    assert_string_equal (res->job_name, "myjob");
+    assert_false (res->job_array);
+    jm_resources_destroy (&res);
+    jm_msg_destroy (&got);
+    jm_msg_destroy (&msg);
+    jm_submission_destroy (&s);
+
+    /* the template is looked up next to sub.yml, not in the work dir */
+    rename (s_path ("hdr.tmpl"), s_path ("work/hdr.tmpl"));
+    s_expect_error ("work_base: runs\nresources:\n  strategy:\n"
+                    "    customized_script_header_template_file: hdr.tmpl\n" TASK0,
+                    4, "cannot open 'hdr.tmpl'");
+    jm_store_destroy (&store);
+}
+
 static void
 test_failed_load_stores_nothing (void **state)
 {
@@ -496,6 +611,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_errors, s_setup, jm_test_dir_teardown),
         cmocka_unit_test_setup_teardown (test_unsafe_files, s_setup, jm_test_dir_teardown),
         cmocka_unit_test_setup_teardown (test_to_msg, s_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_resources_to_msg, s_setup, jm_test_dir_teardown),
         cmocka_unit_test_setup_teardown (test_failed_load_stores_nothing, s_setup,
                                          jm_test_dir_teardown),
     };
