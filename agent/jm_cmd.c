@@ -51,7 +51,31 @@ struct _jm_cmd_t {
     int timeout_timer, kill_timer, reap_timer, watch_timer, drain_timer;
     jm_cmd_done_fn *fn;
     void *arg;
+    uintptr_t serial; /* the timers' arg (see s_from_timer) */
+    jm_cmd_t *next;   /* in s_live */
 };
+
+/*  zloop still runs a timer that was ended earlier in the same loop pass
+    if it is due, so a timer's arg must not be a pointer that may have been
+    freed meanwhile: timers carry the command's serial number, looked up
+    among the live commands.  (The agent runs one loop thread.) */
+static jm_cmd_t *s_live;
+static uintptr_t s_last_serial;
+
+static jm_cmd_t *
+s_from_timer (void *arg)
+{
+    for (jm_cmd_t *c = s_live; c; c = c->next)
+        if (c->serial == (uintptr_t)arg)
+            return c;
+    return NULL;
+}
+
+static void *
+s_timer_arg (jm_cmd_t *self)
+{
+    return (void *)self->serial;
+}
 
 extern char **environ;
 
@@ -118,6 +142,11 @@ s_pipe_read (jm_cmd_t *self, s_pipe_t *p)
 static void
 s_free (jm_cmd_t *self)
 {
+    for (jm_cmd_t **pp = &s_live; *pp; pp = &(*pp)->next)
+        if (*pp == self) {
+            *pp = self->next;
+            break;
+        }
     s_timer_stop (self, &self->timeout_timer);
     s_timer_stop (self, &self->kill_timer);
     s_timer_stop (self, &self->reap_timer);
@@ -189,7 +218,9 @@ static int
 s_on_drain (zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop, (void)timer_id;
-    jm_cmd_t *self = arg;
+    jm_cmd_t *self = s_from_timer (arg);
+    if (!self)
+        return 0;
     self->drain_timer = -1;
     for (int i = 0; i < 2; i++) {
         s_pipe_read (self, &self->p[i]);
@@ -203,7 +234,9 @@ static int
 s_on_reap_timer (zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop, (void)timer_id;
-    s_check (arg);
+    jm_cmd_t *self = s_from_timer (arg);
+    if (self)
+        s_check (self);
     return 0;
 }
 
@@ -214,7 +247,8 @@ s_check (jm_cmd_t *self)
     bool eof = self->p[0].fd < 0 && self->p[1].fd < 0;
     if (!s_try_reap (self)) {
         if (eof && self->reap_timer < 0)
-            self->reap_timer = zloop_timer (self->loop, S_REAP_RETRY_MS, 0, s_on_reap_timer, self);
+            self->reap_timer =
+                zloop_timer (self->loop, S_REAP_RETRY_MS, 0, s_on_reap_timer, s_timer_arg (self));
         return;
     }
     if (eof) {
@@ -225,7 +259,7 @@ s_check (jm_cmd_t *self)
     s_timer_stop (self, &self->watch_timer);
     s_timer_stop (self, &self->reap_timer);
     if (self->drain_timer < 0)
-        self->drain_timer = zloop_timer (self->loop, S_DRAIN_MS, 1, s_on_drain, self);
+        self->drain_timer = zloop_timer (self->loop, S_DRAIN_MS, 1, s_on_drain, s_timer_arg (self));
 }
 
 static int
@@ -244,7 +278,9 @@ static int
 s_on_kill (zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop, (void)timer_id;
-    jm_cmd_t *self = arg;
+    jm_cmd_t *self = s_from_timer (arg);
+    if (!self)
+        return 0;
     self->kill_timer = -1;
     if (!s_try_reap (self)) {
         kill (-self->pid, SIGKILL);
@@ -258,19 +294,21 @@ static int
 s_on_timeout (zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop, (void)timer_id;
-    jm_cmd_t *self = arg;
+    jm_cmd_t *self = s_from_timer (arg);
+    if (!self)
+        return 0;
     self->timeout_timer = -1;
     if (s_try_reap (self)) {
         /* Exited, only its pipes linger: stop waiting for them. */
         if (self->drain_timer < 0)
-            self->drain_timer = zloop_timer (self->loop, 1, 1, s_on_drain, self);
+            self->drain_timer = zloop_timer (self->loop, 1, 1, s_on_drain, s_timer_arg (self));
         return 0;
     }
     self->timed_out = true;
     jm_warn ("%s (pid %d) did not finish in time: terminating it", self->prog, (int)self->pid);
     kill (-self->pid, SIGTERM);
     kill (self->pid, SIGTERM);
-    self->kill_timer = zloop_timer (self->loop, S_KILL_AFTER_MS, 1, s_on_kill, self);
+    self->kill_timer = zloop_timer (self->loop, S_KILL_AFTER_MS, 1, s_on_kill, s_timer_arg (self));
     return 0;
 }
 
@@ -278,7 +316,9 @@ static int
 s_on_watch (zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop, (void)timer_id;
-    jm_cmd_t *self = arg;
+    jm_cmd_t *self = s_from_timer (arg);
+    if (!self)
+        return 0;
     if (s_try_reap (self))
         s_check (self);
     return 0;
@@ -360,6 +400,9 @@ jm_cmd_start (zloop_t *loop, char *const argv[], const char *stdin_path, unsigne
     self->fn = fn;
     self->arg = arg;
     self->start_ms = jm_now_ms ();
+    self->serial = ++s_last_serial;
+    self->next = s_live;
+    s_live = self;
     self->timeout_timer = self->kill_timer = self->reap_timer = -1;
     self->watch_timer = self->drain_timer = -1;
     self->p[0] = (s_pipe_t){.fd = po[0], .limit = S_OUT_CAP};
@@ -382,8 +425,8 @@ jm_cmd_start (zloop_t *loop, char *const argv[], const char *stdin_path, unsigne
         }
     }
     if (timeout_ms > 0)
-        self->timeout_timer = zloop_timer (loop, timeout_ms, 1, s_on_timeout, self);
-    self->watch_timer = zloop_timer (loop, S_WATCH_MS, 0, s_on_watch, self);
+        self->timeout_timer = zloop_timer (loop, timeout_ms, 1, s_on_timeout, s_timer_arg (self));
+    self->watch_timer = zloop_timer (loop, S_WATCH_MS, 0, s_on_watch, s_timer_arg (self));
     return self;
 }
 
