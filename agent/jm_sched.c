@@ -6,8 +6,8 @@ static const struct {
     const char *alias;
     const jm_sched_backend_t *backend;
 } s_names[] = {
-    {"shell", &jm_sched_shell},   {"slurm", &jm_sched_slurm},    {"slurmjobarray", &jm_sched_slurm},
-    {"sge", &jm_sched_sge},       {"pbs", &jm_sched_pbs},        {"openpbs", &jm_sched_pbs},
+    {"shell", &jm_sched_shell},   {"slurm", &jm_sched_slurm}, {"slurmjobarray", &jm_sched_slurm},
+    {"sge", &jm_sched_sge},       {"pbs", &jm_sched_pbs},     {"openpbs", &jm_sched_pbs},
     {"torque", &jm_sched_torque}, {"lsf", &jm_sched_lsf},
 };
 

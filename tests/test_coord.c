@@ -4,6 +4,7 @@
 #include "jm_coord.h"
 #include "jm_keys.h"
 #include "jm_proto.h"
+#include "jm_resources.h"
 #include "jm_sha256.h"
 #include "jm_state.h"
 #include "jm_store.h"
@@ -958,6 +959,76 @@ test_restart_ignores_old_reports (void **state)
     zsock_destroy (&client);
 }
 
+/* The submission's resources reach every JOB as sent, also after a
+   restart (SQLite); resources the coordinator cannot parse are refused. */
+static void
+test_resources_kept (void **state)
+{
+    (void)state;
+    char err[256];
+    jm_resources_t *res = jm_resources_new ();
+    res->group_size = 2;
+    res->cpu_per_node = 4;
+    jm_str_set (&res->queue_name, "debug");
+    char *json = jm_resources_to_json (res);
+    jm_resources_destroy (&res);
+
+    zsock_t *client = s_client_ready ();
+    jm_msg_t *sub = s_submit_new (s_wb, 2, 1);
+    jm_str_set (&sub->resources, json);
+    s_task (sub, "res0");
+    s_task (sub, "res1");
+    s_task (sub, "res2");
+    char *sub_id = s_submit_ok (client, sub, 3);
+    zsock_t *agent = s_agent_ready (NULL);
+    s_credit (agent, 1);
+    jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
+    assert_string_equal (job->resources, json);
+    assert_int_equal (job->tasks.n, 2);
+    jm_msg_destroy (&job);
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+
+    s_stop_coord ();
+    s_start_coord ();
+    client = s_client_ready ();
+    agent = s_agent_ready (NULL);
+    s_credit (agent, 2);
+    job = s_expect (agent, JM_MSG_JOB);
+    assert_string_equal (job->sub_id, sub_id);
+    res = jm_resources_from_json (job->resources, "test", err, sizeof err);
+    assert_non_null (res);
+    assert_int_equal (res->cpu_per_node, 4);
+    assert_string_equal (res->queue_name, "debug");
+    jm_resources_destroy (&res);
+    jm_msg_destroy (&job);
+
+    /* not JSON, a bad field, and group_size disagreeing with the message */
+    const char *bad[] = {"{not json", "{\"queue_name\": \"a b\"}", json};
+    for (size_t i = 0; i < 3; i++) {
+        sub = s_submit_new (s_wb, i == 2 ? 3 : 1, 1);
+        jm_str_set (&sub->resources, bad[i]);
+        s_task (sub, "resbad");
+        s_send (client, sub);
+        jm_msg_t *e = s_expect (client, JM_MSG_ERROR);
+        assert_int_equal (e->code, 5);
+        assert_non_null (strstr (e->reason, i == 1   ? "queue_name"
+                                            : i == 2 ? "group_size"
+                                                     : "SUBMIT"));
+        jm_msg_destroy (&e);
+    }
+    /* leave nothing pending for the tests that follow */
+    jm_msg_t *c = jm_msg_new (JM_MSG_CANCEL);
+    jm_str_set (&c->sub_id, sub_id);
+    s_send (client, c);
+    c = s_expect (client, JM_MSG_CANCELLED);
+    jm_msg_destroy (&c);
+    free (json);
+    free (sub_id);
+    zsock_destroy (&agent);
+    zsock_destroy (&client);
+}
+
 /* Submit ntasks tasks under dir with these backward common patterns and
    run them to their end at the agent (no result files). */
 static char *
@@ -1480,6 +1551,7 @@ main (void)
         cmocka_unit_test (test_bad_messages),
         cmocka_unit_test (test_site_lost),
         cmocka_unit_test (test_restart_ignores_old_reports),
+        cmocka_unit_test (test_resources_kept),
         cmocka_unit_test (test_backward_common),
         cmocka_unit_test (test_throughput),
         cmocka_unit_test (test_large_result_keeps_loop_running),
