@@ -615,6 +615,9 @@ jm_client_cmd_submit (const jm_client_opts_t *opts, const char *file)
         jm_submission_destroy (&sub);
         return JM_EXIT_USAGE;
     }
+    if (sub->notices && *sub->notices)
+        fprintf (stderr, "%s%s", sub->notices,
+                 sub->notices[strlen (sub->notices) - 1] == '\n' ? "" : "\n");
     int code;
     jm_client_t *client = s_connect (opts, &code);
     if (!client) {
