@@ -51,7 +51,9 @@ FAKE_PBS_USER=${USER:-$(id -un)}
 
 pbs_torque() { [ "$FAKE_PBS_FLAVOR" = torque ]; }
 pbs_get() { cat "$FAKE_PBS_JOBS/$1/$2" 2>/dev/null || true; } # KEY FIELD
-pbs_set() { printf '%s\n' "$3" >"$FAKE_PBS_JOBS/$1/$2"; }     # KEY FIELD VALUE
+pbs_set() { # KEY FIELD VALUE (atomic: readers never see a half-written file)
+    printf '%s\n' "$3" >"$FAKE_PBS_JOBS/$1/.$2.$$" && mv -f "$FAKE_PBS_JOBS/$1/.$2.$$" "$FAKE_PBS_JOBS/$1/$2"
+}
 pbs_now() { date +%s; }
 
 # Finished states: PBS Pro F (jobs) and X (subjobs), Torque C.
@@ -88,11 +90,11 @@ pbs_secs() {
 # Ends a job that never ran (deleted while queued): PBS Pro F substate 91
 # (terminated) without Exit_status, Torque C without exit_status.
 pbs_end_unrun() {
-    if pbs_torque; then pbs_set "$1" state C; else
-        pbs_set "$1" state "$([[ $1 == *\[[0-9]* ]] && echo X || echo F)"
-        pbs_set "$1" substate 91
-    fi
     pbs_set "$1" end "$(pbs_now)"
+    if pbs_torque; then pbs_set "$1" state C; else
+        pbs_set "$1" substate 91 # the state last: readers take it as final
+        pbs_set "$1" state "$([[ $1 == *\[[0-9]* ]] && echo X || echo F)"
+    fi
     pbs_array_update "$1"
 }
 
@@ -160,8 +162,8 @@ pbs_run() {
     pbs_set "$key" exit "$ex"
     pbs_set "$key" end "$(pbs_now)"
     if pbs_torque; then pbs_set "$key" state C; else
-        pbs_set "$key" state "$([ -n "$idx" ] && echo X || echo F)"
         pbs_set "$key" substate "$([ -e "$d/deleted" ] && echo 91 || echo 92)"
+        pbs_set "$key" state "$([ -n "$idx" ] && echo X || echo F)"
     fi
     rm -f "$d/pgid"
     pbs_array_update "$key"
