@@ -362,7 +362,7 @@ s_job_list (const char *p, const char *end, jm_batch_seen_fn *seen, void *arg, c
         }
     jm_bstate_t bst = s_state (state);
     char detail[32];
-    snprintf (detail, sizeof detail, "state %s", state);
+    snprintf (detail, sizeof detail, "%s", state);
     char sid[48];
     jm_batch_seen_t s = {sid, bst, JM_VERDICT_NONE, detail};
     if (bst == JM_BST_ERROR)

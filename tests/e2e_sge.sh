@@ -9,6 +9,8 @@
 #         failed 100, exit_status 137)
 #   TO    a task that outlives "#$ -l h_rt=0:0:5": FAILED, reason TIMEOUT
 #         (qacct: failed 37)
+#   E     a job SGE puts into Eqw (custom flag "#$ -wd /nonexistent/..."):
+#         jobman deletes it, its task FAILED with a reason naming Eqw
 #   F     plain jobs (job_array false), 4 tasks each one after the other;
 #         the 2nd task of each exits 3, the later ones still succeed
 #   P     200 tasks as arrays (job_array true), forward files and results
@@ -94,7 +96,7 @@ sub_header() {
 }
 
 W=$T/work
-mkdir -p "$W"/{to,h,c,f,p}
+mkdir -p "$W"/{to,h,c,e,f,p}
 
 # C: three sleepers, one per job (one array).
 sub_header "$T/c.yml" C true
@@ -113,6 +115,11 @@ echo "  - {command: 'echo never > r.txt', task_work_path: h1}" >>"$T/h.yml"
 sub_header "$T/to.yml" TO false '#$ -l h_rt=0:0:5'
 mkdir -p "$W/to/t0"
 echo "  - {command: 'echo started > started.txt; sleep 60', task_work_path: t0}" >>"$T/to.yml"
+
+# E: a job that cannot chdir to its working directory goes into Eqw.
+sub_header "$T/e.yml" E false "#\$ -wd /nonexistent/jm$$"
+mkdir -p "$W/e/e0"
+echo "  - {command: 'echo never > r.txt', task_work_path: e0}" >>"$T/e.yml"
 
 # F: 8 tasks, 2 plain jobs of 4 run one after the other; every 2nd of 4 fails.
 sub_header "$T/f.yml" F false "" 4 1
@@ -146,9 +153,10 @@ submit() { jm_submit submit "$T/$1.yml" --work-dir "$W/$1" || fail "submit of $1
 ID_C=$(submit c)
 ID_H=$(submit h)
 ID_TO=$(submit to)
+ID_E=$(submit e)
 ID_F=$(submit f)
 ID_P=$(submit p)
-ok "submitted C=$ID_C H=$ID_H TO=$ID_TO F=$ID_F P=$ID_P"
+ok "submitted C=$ID_C H=$ID_H TO=$ID_TO E=$ID_E F=$ID_F P=$ID_P"
 
 task_field() { # ID PATH FIELD
     status_json "$1" | jq -r --arg p "$2" --arg f "$3" '.submissions[0].tasks[] | select(.path == $p) | .[$f]'
@@ -199,6 +207,17 @@ check_eq "TO task state" "$(task_field "$ID_TO" t0 state)" FAILED
 [ -n "$(find "$(agent_root sge1)" -path '*/t0/started.txt')" ] || fail "TO's task never started"
 r=$(task_field "$ID_TO" t0 reason)
 case "$r" in *TIMEOUT*) ok "TO reason: $r ($(elapsed) s)" ;; *) fail "TO reason '$r' lacks TIMEOUT" ;; esac
+
+# --- E: a job in Eqw is deleted, its task FAILED -------------------------
+rc=0
+jm_submit wait "$ID_E" >"$T/wait_e.out" || rc=$?
+check_eq "exit code of wait E" "$rc" 1
+check_eq "E task state" "$(task_field "$ID_E" e0 state)" FAILED
+r=$(task_field "$ID_E" e0 reason)
+case "$r" in *Eqw*) ok "E reason: $r ($(elapsed) s)" ;; *) fail "E reason '$r' lacks Eqw" ;; esac
+no_e() { [ -z "$(our_jobs E)" ]; }
+wait_until 20 no_e || fail "E's job still in qstat: $(our_jobs E)"
+ok "E's job deleted from qstat"
 
 # --- H: the hand-deleted job's tasks --------------------------------------
 rc=0
