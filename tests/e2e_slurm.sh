@@ -32,12 +32,15 @@ JM_TEST_TIMEOUT=${JM_TEST_TIMEOUT:-280}
 source "$(dirname "$0")/e2e_lib.sh"
 
 PFX="jme2e$$r$RANDOM"
+ROOT=$(agent_root slurm1)
 POLL_MS=1000
 
-# Our jobs: "ID|STATE|NAME" lines for names starting with $PFX$1 (-t all:
-# also jobs that ended in the last MinJobAge seconds).
+# Our jobs: "ID|STATE|NAME" lines of jobs whose script lies under our
+# agent's root and whose name starts with $PFX$1 (-t all: also jobs that
+# ended in the last MinJobAge seconds).
 our_jobs() { # PART [squeue -t states]
-    squeue -h -r -t "${2:-all}" -o '%i|%T|%j' 2>/dev/null | awk -F'|' -v p="$PFX$1" 'index($3, p) == 1'
+    squeue -h -r -t "${2:-all}" -o '%i|%T|%j|%o' 2>/dev/null \
+        | awk -F'|' -v p="$PFX$1" -v r="$ROOT/" 'index($3, p) == 1 && index($4, r) == 1 { print $1 "|" $2 "|" $3 }'
 }
 
 # Cancel whatever is left of our jobs, by id; then the usual cleanup.
@@ -45,7 +48,8 @@ slurm_cleanup() {
     local rc=$? ids
     # the agent first, so that it submits nothing more
     [ -n "${AGENT_PID_slurm1:-}" ] && kill -TERM "$AGENT_PID_slurm1" 2>/dev/null && sleep 0.5
-    ids=$(our_jobs "" pending,running,suspended,configuring | cut -d'|' -f1 | tr '\n' ' ') || true
+    # every job whose script lies under our agent's root, whatever its name
+    ids=$(PFX="" our_jobs "" pending,running,suspended,configuring | cut -d'|' -f1 | tr '\n' ' ') || true
     if [ -n "${ids// /}" ]; then
         echo "cancelling our leftover Slurm jobs: $ids" >&2
         # shellcheck disable=SC2086
