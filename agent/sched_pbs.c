@@ -116,7 +116,7 @@ s_header (s_flavor_t fl, const jm_resources_t *res, const char *name, size_t n, 
         fputc ('\n', f);
         if (n > 1)
             fprintf (f, "#PBS -t 1-%zu\n", n);
-        /* Torque appends -<index> to an array element's output file */
+        /* array elements: Torque names the file per element (-<index>) */
         fprintf (f, "#PBS -o %s/torque.out\n", log_dir);
     }
     fprintf (f, "#PBS -j oe\n");
