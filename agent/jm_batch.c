@@ -778,7 +778,7 @@ s_on_cancel_timer (zloop_t *loop, int timer_id, void *arg)
     self->cancel_timer = -1;
     s_run_t *run = s_run_new (self, S_RUN_CANCEL);
     for (s_job_t *j = zlistx_first (self->all); j; j = zlistx_next (self->all))
-        if (j->state == S_IN_SCHED && j->cancel_req && !j->cancel_sent) {
+        if (j->state == S_IN_SCHED && j->cancel_req && !j->cancel_sent && !j->left) {
             s_run_add_job (run, j);
             s_run_add_sid (run, j->sid);
         }
@@ -1136,6 +1136,8 @@ jm_batch_create (const jm_batch_dialect_t *dialect, const jm_sched_opts_t *opts,
     assert (dialect && dialect->name && dialect->submit_prog && dialect->header &&
             dialect->submit_argv && dialect->parse_submit && dialect->query_argv &&
             dialect->parse_query && dialect->cancel_argv);
+    assert (!dialect->array_index_var || dialect->element_id);
+    assert (!dialect->final_argv || dialect->parse_final);
     if (!opts || !opts->loop || !opts->event) {
         jm_err (err, errlen, "%s scheduler: no event loop or event callback", dialect->name);
         return NULL;
@@ -1280,10 +1282,15 @@ s_on_end_timer (zloop_t *loop, int timer_id, void *arg)
     size_t n = zhashx_size (self->by_id), k = 0;
     s_job_t **doomed = s_xalloc (calloc (n + 1, sizeof *doomed));
     for (s_job_t *j = zlistx_first (self->all); j; j = zlistx_next (self->all))
-        if (j->state == S_DOOMED)
+        if (j->state == S_DOOMED || (j->state == S_IN_SCHED && j->left && j->cancel_req))
             doomed[k++] = j;
-    for (size_t i = 0; i < k; i++)
+    for (size_t i = 0; i < k; i++) {
+        if (doomed[i]->state == S_IN_SCHED) {
+            s_read_events (doomed[i]);
+            s_read_tags (doomed[i]);
+        }
         s_job_end (doomed[i], "cancelled");
+    }
     free (doomed);
     s_deliver (self);
     return 0;
@@ -1313,7 +1320,12 @@ jm_batch_cancel (jm_sched_t *self, uint64_t job_id)
         break;
     case S_IN_SCHED:
         job->cancel_req = true;
-        s_cancel_arm (self);
+        if (job->left) { /* nothing to cancel in the scheduler: end it */
+            if (self->end_timer < 0)
+                self->end_timer = zloop_timer (self->opts.loop, 0, 1, s_on_end_timer, self);
+        }
+        else
+            s_cancel_arm (self);
         break;
     case S_DOOMED:
         break;

@@ -34,6 +34,7 @@ static const char *s_fakesub =
     "fi\n"
     "if [ -f \"$FAKE_DIR/fail\" ]; then echo 'fakesub: error: invalid queue' >&2; exit 2; fi\n"
     "n=$2; script=$3\n"
+    "if [ \"$script\" = - ]; then script=$FAKE_DIR/stdin.$$.sh; cat > \"$script\"; fi\n"
     "grep -q '^# fake header' \"$script\" || { echo 'fakesub: no header' >&2; exit 3; }\n"
     "exec 9>>\"$FAKE_DIR/next.lock\"; flock 9\n"
     "id=$(cat \"$FAKE_DIR/next\" 2>/dev/null || echo 100)\n"
@@ -101,6 +102,17 @@ s_trim (const char *in, char *out, size_t len)
     size_t n = strlen (out);
     while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
         out[--n] = 0;
+}
+
+/* bsub style: the script comes on stdin. */
+static void
+s_submit_argv_stdin (const char *script, size_t n, jm_argv_t *argv)
+{
+    (void)script;
+    jm_argv_add (argv, "fakesub");
+    jm_argv_add (argv, "-n");
+    jm_argv_addf (argv, "%zu", n);
+    jm_argv_add (argv, "-");
 }
 
 static jm_submit_rc_t
@@ -762,6 +774,75 @@ test_destroy_in_flight (void **state)
 }
 
 static void
+test_max_array_template_and_stdin (void **state)
+{
+    (void)state;
+    /* arrays of at most 2, the script on stdin */
+    jm_batch_dialect_t d = s_fake;
+    d.max_array = 2;
+    d.submit_stdin = true;
+    d.submit_argv = s_submit_argv_stdin;
+    s_t *t = s_setup (&d, NULL);
+    const char *a[] = {"exit 4"};
+    for (uint64_t j = 1; j <= 5; j++)
+        s_submit (t, j, a, 1, NULL);
+    /* a header template: never an array, the job name filled in */
+    jm_resources_t *res = jm_resources_new ();
+    res->header_template = strdup ("# fake header T {job_name} {cpu_per_node}");
+    free (res->job_name);
+    res->job_name = strdup ("myjob");
+    s_submit (t, 6, a, 1, res);
+    s_submit (t, 7, a, 1, res);
+    jm_resources_destroy (&res);
+    s_want_ends = 7;
+    assert_true (s_run (t, s_until_ends, 10000));
+    for (uint64_t j = 1; j <= 7; j++) {
+        assert_string_equal (s_find (t, JM_SCHED_JOB_END, j, 0)->reason, "");
+        assert_int_equal (s_find (t, JM_SCHED_TASK_END, j, j * 10 + 1)->code, 4);
+    }
+    /* 2 + 2 + 1 array elements, then two plain jobs */
+    assert_int_equal (s_lines (t, "submit.calls"), 5);
+    char *calls = jm_test_read (jm_test_path (t->fake, "submit.calls"), NULL);
+    size_t n2 = 0;
+    for (char *p = calls; (p = strstr (p, "-n 2 -")); p++)
+        n2++;
+    assert_int_equal (n2, 2);
+    free (calls);
+    char *sub = jm_test_read (jm_test_path (t->dir, "job6/submit.sh"), NULL);
+    assert_non_null (strstr (sub, "# fake header T myjob 1\n"));
+    assert_null (strstr (sub, "case "));
+    free (sub);
+    s_teardown (t);
+}
+
+static void
+test_events_garbage_ignored (void **state)
+{
+    (void)state;
+    s_t *t = s_setup (&s_fake, NULL);
+    /* the task writes into its own job's events file: lines about tasks
+       not in the job, malformed lines, a line without its end */
+    char cmd[1024];
+    snprintf (cmd, sizeof cmd,
+              "printf 'S 999\\nE 999 1\\nhello\\nE 11 x\\nS\\n\\nE 11 3 4\\n' >> "
+              "'%s/job1/events'; exit 2",
+              t->dir);
+    const char *a[] = {cmd, "true"};
+    s_submit (t, 1, a, 2, NULL);
+    s_want_ends = 1;
+    assert_true (s_run (t, s_until_ends, 10000));
+    assert_int_equal (s_count (t, JM_SCHED_TASK_START), 2);
+    assert_int_equal (s_count (t, JM_SCHED_TASK_END), 2);
+    assert_int_equal (s_find (t, JM_SCHED_TASK_END, 1, 11)->code, 2);
+    assert_int_equal (s_find (t, JM_SCHED_TASK_END, 1, 12)->code, 0);
+    assert_null (s_find (t, JM_SCHED_TASK_START, 1, 999));
+    assert_string_equal (s_find (t, JM_SCHED_JOB_END, 1, 0)->reason, "");
+    /* starts come before ends, the job's end last */
+    assert_int_equal (t->ev[t->nev - 1].type, JM_SCHED_JOB_END);
+    s_teardown (t);
+}
+
+static void
 test_create_without_submit_program (void **state)
 {
     (void)state;
@@ -802,6 +883,8 @@ main (void)
         cmocka_unit_test (test_cancel),
         cmocka_unit_test (test_error_state),
         cmocka_unit_test (test_destroy_in_flight),
+        cmocka_unit_test (test_max_array_template_and_stdin),
+        cmocka_unit_test (test_events_garbage_ignored),
         cmocka_unit_test (test_create_without_submit_program),
         cmocka_unit_test (test_verdict_names),
     };
