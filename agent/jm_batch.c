@@ -1010,6 +1010,7 @@ s_on_poll (zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop, (void)timer_id;
     jm_sched_t *self = arg;
+    self->poll_timer = -1; /* a one-shot; s_poll_update re-arms it */
     /* Collect first: s_left_check may end (and free) jobs. */
     size_t n = zhashx_size (self->by_id), k = 0;
     uint64_t *ids = s_xalloc (calloc (n + 1, sizeof *ids));
@@ -1056,16 +1057,18 @@ s_on_poll (zloop_t *loop, int timer_id, void *arg)
             s_run_free (run);
     }
     s_final_start (self);
+    s_poll_update (self);
     s_deliver (self);
     return 0;
 }
 
-/* The poll timer runs while the scheduler has any of our jobs. */
+/* The poll timer runs while the scheduler has any of our jobs (a one-shot
+   re-armed after each poll: see jm_cmd.c on zloop_timer_end). */
 static void
 s_poll_update (jm_sched_t *self)
 {
     if (self->n_in_sched > 0 && self->poll_timer < 0)
-        self->poll_timer = zloop_timer (self->opts.loop, self->opts.poll_ms, 0, s_on_poll, self);
+        self->poll_timer = zloop_timer (self->opts.loop, self->opts.poll_ms, 1, s_on_poll, self);
     else if (self->n_in_sched == 0 && self->poll_timer >= 0) {
         zloop_timer_end (self->opts.loop, self->poll_timer);
         self->poll_timer = -1;

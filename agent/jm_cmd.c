@@ -235,8 +235,10 @@ s_on_reap_timer (zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop, (void)timer_id;
     jm_cmd_t *self = s_from_timer (arg);
-    if (self)
+    if (self) {
+        self->reap_timer = -1; /* a one-shot, gone after this call */
         s_check (self);
+    }
     return 0;
 }
 
@@ -248,7 +250,7 @@ s_check (jm_cmd_t *self)
     if (!s_try_reap (self)) {
         if (eof && self->reap_timer < 0)
             self->reap_timer =
-                zloop_timer (self->loop, S_REAP_RETRY_MS, 0, s_on_reap_timer, s_timer_arg (self));
+                zloop_timer (self->loop, S_REAP_RETRY_MS, 1, s_on_reap_timer, s_timer_arg (self));
         return;
     }
     if (eof) {
@@ -319,8 +321,11 @@ s_on_watch (zloop_t *loop, int timer_id, void *arg)
     jm_cmd_t *self = s_from_timer (arg);
     if (!self)
         return 0;
+    self->watch_timer = -1; /* a one-shot, gone after this call */
     if (s_try_reap (self))
         s_check (self);
+    else
+        self->watch_timer = zloop_timer (self->loop, S_WATCH_MS, 1, s_on_watch, s_timer_arg (self));
     return 0;
 }
 
@@ -426,7 +431,7 @@ jm_cmd_start (zloop_t *loop, char *const argv[], const char *stdin_path, unsigne
     }
     if (timeout_ms > 0)
         self->timeout_timer = zloop_timer (loop, timeout_ms, 1, s_on_timeout, s_timer_arg (self));
-    self->watch_timer = zloop_timer (loop, S_WATCH_MS, 0, s_on_watch, s_timer_arg (self));
+    self->watch_timer = zloop_timer (loop, S_WATCH_MS, 1, s_on_watch, s_timer_arg (self));
     return self;
 }
 
