@@ -43,8 +43,11 @@
         files late); no verdict after that -> "FAILED: slurm job 57 left the
         queue without writing its tags".
     A job reported in ERROR (SGE Eqw, ...) is cancelled and ended with
-    "FAILED: <detail>".  A failed query concludes nothing (logged once
-    per streak).                                                          */
+    "FAILED: sge job 57 is in an error state (<detail>)".  A failed query
+    concludes nothing (logged once per streak).  A job jobman cancels ends
+    "cancelled" once the cancel command succeeded (or at once while it is
+    still waiting in the core's queue).  submit fails when opts->slots
+    jobs (0 = no limit) are active or the job id is already active.       */
 #ifndef JM_BATCH_H
 #define JM_BATCH_H
 

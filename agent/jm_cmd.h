@@ -10,7 +10,11 @@
     (SIGTERM, SIGKILL 2 s later) and reported with timed_out set.
 
     The child is reaped by its PID only (waitpid(pid)), never waitpid(-1),
-    so other children of the agent are not disturbed.                    */
+    so other children of the agent are not disturbed.  It runs in its own
+    process group, so a timeout or cancel also kills what a wrapper script
+    started; a child that exits while a grandchild still holds its output
+    pipes open is reported half a second later with what it wrote.
+    Single-threaded: commands belong to the thread that runs their loop. */
 #ifndef JM_CMD_H
 #define JM_CMD_H
 
@@ -19,8 +23,10 @@
 #include <stddef.h>
 
 typedef struct {
-    int status;      /* exit code; 128+N if killed by signal N; -1 if it could
-                        not be started (err holds why) */
+    int status;      /* exit code; 128+N if killed by signal N.  (A command
+                        that cannot be started, e.g. not on PATH, makes
+                        jm_cmd_start return NULL + err instead: no result
+                        has status -1.) */
     bool timed_out;  /* killed because it outlived timeout_ms */
     const char *out; /* standard output, NUL-terminated (capped at 64 MiB) */
     size_t out_len;
