@@ -27,6 +27,7 @@ static const char *s_fakesub =
     "#!/bin/bash\n"
     "echo \"$(date +%s.%N) $*\" >> \"$FAKE_DIR/submit.calls\"\n"
     "[ -f \"$FAKE_DIR/slow\" ] && sleep 30\n"
+    "[ -f \"$FAKE_DIR/delay\" ] && sleep \"$(cat \"$FAKE_DIR/delay\")\"\n"
     "if [ -f \"$FAKE_DIR/refuse\" ]; then\n"
     "  r=$(cat \"$FAKE_DIR/refuse\")\n"
     "  if [ \"$r\" -gt 0 ]; then echo $((r-1)) > \"$FAKE_DIR/refuse\";\n"
@@ -708,6 +709,36 @@ test_cancel (void **state)
     s_teardown (t);
 }
 
+static bool s_until_submit_called (void *arg);
+
+static void
+test_cancel_while_submitting (void **state)
+{
+    (void)state;
+    s_t *t = s_setup (&s_fake, NULL);
+    jm_test_write (jm_test_path (t->fake, "delay"), "0.5\n");
+    const char *a[] = {"sleep 30"};
+    s_submit (t, 1, a, 1, NULL);
+    s_submit (t, 2, a, 1, NULL);
+    assert_true (s_run (t, s_until_submit_called, 5000));
+    /* the submit command is running: decided when it answers */
+    assert_int_equal (jm_batch_cancel (t->sched, 1), 0);
+    assert_int_equal (jm_batch_cancel (t->sched, 2), 0);
+    assert_int_equal (jm_batch_active (t->sched), 2);
+    s_want_ends = 2;
+    assert_true (s_run (t, s_until_ends, 5000));
+    for (uint64_t j = 1; j <= 2; j++)
+        assert_string_equal (s_find (t, JM_SCHED_JOB_END, j, 0)->reason, "cancelled");
+    char *calls = jm_test_read (jm_test_path (t->fake, "cancel.calls"), NULL);
+    assert_non_null (calls);
+    assert_string_equal (calls, "100.1 100.2\n");
+    free (calls);
+    s_run (t, NULL, 300); /* the killed jobs' processes go */
+    assert_false (s_alive (s_job_pid (t, "100.1")));
+    assert_false (s_alive (s_job_pid (t, "100.2")));
+    s_teardown (t);
+}
+
 static void
 test_error_state (void **state)
 {
@@ -881,6 +912,7 @@ main (void)
         cmocka_unit_test (test_token_bucket),
         cmocka_unit_test (test_one_query_per_poll),
         cmocka_unit_test (test_cancel),
+        cmocka_unit_test (test_cancel_while_submitting),
         cmocka_unit_test (test_error_state),
         cmocka_unit_test (test_destroy_in_flight),
         cmocka_unit_test (test_max_array_template_and_stdin),
