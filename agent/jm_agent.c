@@ -981,7 +981,7 @@ s_on_sched_events (void *arg, const jm_sched_ev_t *evs, size_t n)
         }
         else if (!job->ended[idx]) {
             s_flush_started (self, job, &started);
-            s_task_end (job, idx, ev->exit_code, "");
+            s_task_end (job, idx, ev->exit_code, ev->reason ? ev->reason : "");
         }
     }
     if (job)

@@ -39,6 +39,9 @@ typedef enum { S_PENDING, S_SUBMITTING, S_IN_SCHED, S_DOOMED } s_jstate_t;
 typedef struct {
     uint64_t id;
     bool started, ended;
+    bool held; /* ended by a signal (code >= 128): held back until the
+                  scheduler says whether it killed the job (verdict) */
+    int held_code;
 } s_task_t;
 
 typedef struct {
@@ -51,7 +54,7 @@ typedef struct {
     char *res_json; /* canonical resources, for grouping into arrays */
     jm_resources_t *res;
     s_task_t *tasks;
-    size_t ntasks, nended;
+    size_t ntasks, nended, nheld;
     s_jstate_t state;
     char *sid; /* canonical scheduler id once submitted */
     off_t ev_off;
@@ -82,7 +85,9 @@ typedef struct {
     uint64_t job_id;
     jm_sched_ev_t *v;
     size_t n, cap;
-    char *reason; /* of the JOB_END, if any (last event) */
+    bool ended;  /* holds the job's JOB_END (last event) */
+    char **strs; /* the events' reasons (owned) */
+    size_t nstrs;
 } s_batch_t;
 
 struct _jm_sched_t {
@@ -100,6 +105,9 @@ struct _jm_sched_t {
     double tokens;
     int64_t tokens_ms;
     unsigned retry_cur;
+    size_t array_cap; /* 0, or at most this many elements per array after
+                         refusals (halved per refused array, doubled back
+                         per accepted one) */
     bool retry_logged;
     bool query_running, final_running;
     bool query_failing;
@@ -168,7 +176,7 @@ static void
 s_emit (jm_sched_t *self, const jm_sched_ev_t *ev, const char *reason)
 {
     s_batch_t *b = self->nout ? &self->out[self->nout - 1] : NULL;
-    if (!b || b->job_id != ev->job_id || b->reason) {
+    if (!b || b->job_id != ev->job_id || b->ended) {
         if (self->nout == self->capout) {
             self->capout = self->capout ? self->capout * 2 : 16;
             self->out = s_xalloc (realloc (self->out, self->capout * sizeof *self->out));
@@ -181,9 +189,15 @@ s_emit (jm_sched_t *self, const jm_sched_ev_t *ev, const char *reason)
         b->cap = b->cap ? b->cap * 2 : 16;
         b->v = s_xalloc (realloc (b->v, b->cap * sizeof *b->v));
     }
-    b->v[b->n++] = *ev;
-    if (reason)
-        b->reason = s_strdup (reason);
+    jm_sched_ev_t *e = &b->v[b->n++];
+    *e = *ev;
+    e->reason = NULL;
+    if (reason) {
+        b->strs = s_xalloc (realloc (b->strs, (b->nstrs + 1) * sizeof *b->strs));
+        e->reason = b->strs[b->nstrs++] = s_strdup (reason);
+    }
+    if (ev->type == JM_SCHED_JOB_END)
+        b->ended = true;
 }
 
 /* Hands the collected batches to the agent.  Call last in a handler. */
@@ -197,11 +211,11 @@ s_deliver (jm_sched_t *self)
         self->nout = self->capout = 0;
         for (size_t i = 0; i < n; i++) {
             s_batch_t *b = &out[i];
-            if (b->reason)
-                b->v[b->n - 1].reason = b->reason;
             self->opts.event (self->opts.arg, b->v, b->n);
             free (b->v);
-            free (b->reason);
+            for (size_t k = 0; k < b->nstrs; k++)
+                free (b->strs[k]);
+            free (b->strs);
         }
         free (out);
     }
@@ -276,15 +290,46 @@ s_task (s_job_t *job, uint64_t task_id)
 }
 
 static void
-s_task_end (s_job_t *job, s_task_t *t, int code)
+s_task_emit_end (s_job_t *job, s_task_t *t, int code, const char *reason)
 {
-    if (t->ended)
-        return;
+    if (t->held) {
+        t->held = false;
+        job->nheld--;
+    }
     t->ended = true;
     job->nended++;
     jm_sched_ev_t ev = {.type = JM_SCHED_TASK_END, .job_id = job->id, .task_id = t->id};
     ev.exit_code = code;
-    s_emit (job->owner, &ev, NULL);
+    s_emit (job->owner, &ev, reason);
+}
+
+/*  A task killed by a signal (exit code 128+N) while its job is in the
+    scheduler may have been killed by the scheduler (time limit, memory,
+    scancel): Slurm sends SIGTERM to the whole job, and the job script may
+    still write the task's 143 before it dies.  Such an end is held back
+    until the next status query: job still there -> the end goes out as it
+    is; job gone with a verdict -> it carries the verdict as its reason. */
+static void
+s_task_end (s_job_t *job, s_task_t *t, int code)
+{
+    if (t->ended || t->held)
+        return;
+    if (code >= 128 && code < 256 && !job->left && !job->cancel_req) {
+        t->held = true;
+        t->held_code = code;
+        job->nheld++;
+        return;
+    }
+    s_task_emit_end (job, t, code, NULL);
+}
+
+/* Lets the held-back ends go, with reason (NULL = none). */
+static void
+s_release_held (s_job_t *job, const char *reason)
+{
+    for (size_t i = 0; i < job->ntasks && job->nheld > 0; i++)
+        if (job->tasks[i].held)
+            s_task_emit_end (job, &job->tasks[i], job->tasks[i].held_code, reason);
 }
 
 static void
@@ -419,11 +464,19 @@ s_left_check (s_job_t *job)
 {
     s_read_events (job);
     s_read_tags (job);
+    bool give_up = job->grace >= S_GRACE_POLLS && !job->final_pending;
+    if (job->nheld > 0 && (job->verdict != JM_VERDICT_NONE || give_up ||
+                           !job->owner->d->final_argv || job->cancel_req)) {
+        bool killed = job->verdict != JM_VERDICT_NONE && job->verdict != JM_VERDICT_COMPLETED;
+        char *reason = killed || job->cancel_req ? s_left_reason (job) : NULL;
+        s_release_held (job, reason);
+        free (reason);
+    }
     if (job->nended == job->ntasks) {
         s_job_end (job, "");
         return;
     }
-    if (job->grace >= S_GRACE_POLLS && !job->final_pending) {
+    if (give_up) {
         char *reason = s_left_reason (job);
         s_job_end (job, reason);
         free (reason);
@@ -652,6 +705,8 @@ s_pump (jm_sched_t *self)
         }
         s_job_t *head = zlistx_first (self->queue);
         size_t max = self->d->max_array ? self->d->max_array : SIZE_MAX;
+        if (self->array_cap && self->array_cap < max)
+            max = self->array_cap;
         size_t n = 0, cap = 8;
         s_job_t **unit = s_xalloc (malloc (cap * sizeof *unit));
         unit[n++] = head;
@@ -722,6 +777,8 @@ s_submit_done (jm_sched_t *self, s_run_t *run, const jm_cmd_result_t *r)
             jm_info ("%s accepts submissions again", d->name);
         self->retry_logged = false;
         self->retry_cur = self->opts.retry_ms ? self->opts.retry_ms : 10000;
+        if (self->array_cap && run->njobs >= self->array_cap)
+            self->array_cap *= 2; /* room again: grow back */
         for (size_t i = 0; i < n; i++) {
             s_job_t *j = jobs[i];
             char sid[256];
@@ -740,6 +797,11 @@ s_submit_done (jm_sched_t *self, s_run_t *run, const jm_cmd_result_t *r)
         s_poll_update (self);
     }
     else if (rc == JM_SUBMIT_RETRY) {
+        /* A limit counts array elements as jobs (LSF's pending threshold,
+           Slurm's MaxSubmitJobs): an array bigger than the room left would
+           be refused for ever, so the next tries send smaller ones. */
+        if (run->njobs > 1)
+            self->array_cap = run->njobs / 2;
         for (size_t i = n; i-- > 0;) {
             s_job_t *j = jobs[i];
             if (j->cancel_req)
@@ -921,8 +983,10 @@ s_query_done (jm_sched_t *self, s_run_t *run, const jm_cmd_result_t *r)
             free (reason);
             continue;
         }
-        if (s && s->state != JM_BST_DONE)
+        if (s && s->state != JM_BST_DONE) {
+            s_release_held (j, NULL); /* the scheduler did not kill it */
             continue;
+        }
         /* left the queue */
         j->left = true;
         j->grace = 0;
@@ -977,7 +1041,7 @@ s_final_start (jm_sched_t *self)
     s_run_t *run = s_run_new (self, S_RUN_FINAL);
     for (s_job_t *j = zlistx_first (self->all); j; j = zlistx_next (self->all))
         if (j->state == S_IN_SCHED && j->left && !j->final_asked && j->verdict == JM_VERDICT_NONE &&
-            j->nended < j->ntasks && !j->cancel_req) {
+            j->nended < j->ntasks && !j->cancel_req && j->grace < S_GRACE_POLLS) {
             s_run_add_job (run, j);
             s_run_add_sid (run, j->sid);
         }
@@ -1024,6 +1088,10 @@ s_on_poll (zloop_t *loop, int timer_id, void *arg)
             continue;
         if (j->left) {
             j->grace++;
+            /* no verdict yet: ask again at this poll, within the grace
+               (SGE's accounting, e.g., comes up to 15 s late) */
+            if (!j->final_pending && j->verdict == JM_VERDICT_NONE)
+                j->final_asked = false;
             s_left_check (j);
             continue;
         }
@@ -1217,7 +1285,9 @@ jm_batch_destroy (jm_sched_t **self_p)
     zlistx_destroy (&self->cancel_sids);
     for (size_t i = 0; i < self->nout; i++) {
         free (self->out[i].v);
-        free (self->out[i].reason);
+        for (size_t k = 0; k < self->out[i].nstrs; k++)
+            free (self->out[i].strs[k]);
+        free (self->out[i].strs);
     }
     free (self->out);
     free (self->user);

@@ -41,7 +41,9 @@ typedef struct {
     int exit_code;      /* TASK_END: the task's exit code */
     int job_exit;       /* JOB_END: exit status of the job, or -1 if killed */
     int job_signal;     /* JOB_END: signal that killed it, or 0 */
-    const char *reason; /* JOB_END: "" or why (e.g. "cancelled"); valid during the call */
+    const char *reason; /* JOB_END: "" or why (e.g. "cancelled"); TASK_END: NULL/"" or
+                           why the task was killed (the job's verdict, e.g. "TIMEOUT:
+                           slurm job 57 (TIMEOUT)"); valid during the call */
 } jm_sched_ev_t;
 
 /* Receives a batch of events.  The callback may call submit/cancel. */

@@ -154,12 +154,17 @@ s_try_reap (s_job_t *job)
     return 1;
 }
 
+/* A one-shot, re-armed while the child lives: ending a repeating timer
+   from its own handler (s_job_free) corrupts CZMQ 4.2.1's timer list once
+   a loop has been started more than once (see jm_cmd.c). */
 static int
 s_on_reap_timer (zloop_t *loop, int timer_id, void *arg)
 {
-    (void)loop;
     (void)timer_id;
-    s_try_reap (arg); /* if reaped, the job and this timer are gone */
+    s_job_t *job = arg;
+    job->reap_timer = -1;      /* this one-shot is over */
+    if (s_try_reap (job) == 0) /* if reaped, the job is gone */
+        job->reap_timer = zloop_timer (loop, S_REAP_RETRY_MS, 1, s_on_reap_timer, job);
     return 0;
 }
 
@@ -229,7 +234,7 @@ s_on_readable (zloop_t *loop, zmq_pollitem_t *item, void *arg)
     free (evs.v);
     /* The callback cannot have freed the job (only JOB_END does). */
     if (eof && s_try_reap (job) == 0)
-        job->reap_timer = zloop_timer (loop, S_REAP_RETRY_MS, 0, s_on_reap_timer, job);
+        job->reap_timer = zloop_timer (loop, S_REAP_RETRY_MS, 1, s_on_reap_timer, job);
     return 0;
 }
 
