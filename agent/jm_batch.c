@@ -12,6 +12,7 @@
 #define _GNU_SOURCE
 #include "jm_batch.h"
 #include "jm_log.h"
+#include "jm_text.h"
 #include "jm_util.h"
 
 #include <assert.h>
@@ -627,40 +628,28 @@ s_submit_unit (jm_sched_t *self, s_job_t **jobs, size_t n)
         s_fail_jobs (self, jobs, n, *err ? err : "cannot build the job header");
         return;
     }
-    size_t cap = 4096 + strlen (header), len = 0;
-    char *text = s_xalloc (malloc (cap));
-#define S_ADD(...)                                                                                 \
-    do {                                                                                           \
-        char *piece_ = s_fmt (__VA_ARGS__);                                                        \
-        size_t pl_ = strlen (piece_);                                                              \
-        if (len + pl_ + 1 > cap) {                                                                 \
-            while (len + pl_ + 1 > cap)                                                            \
-                cap *= 2;                                                                          \
-            text = s_xalloc (realloc (text, cap));                                                 \
-        }                                                                                          \
-        memcpy (text + len, piece_, pl_ + 1);                                                      \
-        len += pl_;                                                                                \
-        free (piece_);                                                                             \
-    } while (0)
-    S_ADD ("#!/bin/bash\n%s%s", header, *header && header[strlen (header) - 1] != '\n' ? "\n" : "");
+    jm_text_t t = JM_TEXT_INIT;
+    jm_text_add (&t, "#!/bin/bash\n%s%s", header,
+                 *header && header[strlen (header) - 1] != '\n' ? "\n" : "");
     free (header);
     if (n == 1) {
         char *q = jm_sh_quote (first->dir);
-        S_ADD ("jm_d=%s\n", q);
+        jm_text_add (&t, "jm_d=%s\n", q);
         free (q);
     }
     else {
-        S_ADD ("case \"$%s\" in\n", d->array_index_var);
+        jm_text_add (&t, "case \"$%s\" in\n", d->array_index_var);
         for (size_t i = 0; i < n; i++) {
             char *q = jm_sh_quote (jobs[i]->dir);
-            S_ADD ("%zu) jm_d=%s ;;\n", i + 1, q);
+            jm_text_add (&t, "%zu) jm_d=%s ;;\n", i + 1, q);
             free (q);
         }
-        S_ADD ("*) echo \"jobman: no job for array index '$%s'\" >&2; exit 1 ;;\nesac\n",
-               d->array_index_var);
+        jm_text_add (&t, "*) echo \"jobman: no job for array index '$%s'\" >&2; exit 1 ;;\nesac\n",
+                     d->array_index_var);
     }
-    S_ADD ("exec /bin/bash \"$jm_d/job.sh\" >>\"$jm_d/events\" 2>>\"$jm_d/job.err\"\n");
-#undef S_ADD
+    jm_text_add (&t, "exec /bin/bash \"$jm_d/job.sh\" >>\"$jm_d/events\" 2>>\"$jm_d/job.err\"\n");
+    size_t len = t.len;
+    char *text = s_xalloc (jm_text_take (&t));
     char *path = s_fmt ("%s/submit.sh", first->dir);
     int rc = jm_write_file_atomic (path, text, len, 0700, err, sizeof err);
     free (text);

@@ -5,14 +5,14 @@
     come from that subshell after the command ended.  Task arguments are
     passed to a shell function as single-quoted words, so nothing from a
     path or file name is ever parsed as shell code. */
-#define _GNU_SOURCE /* vasprintf */
+#define _GNU_SOURCE
 #include "jm_jobscript.h"
+#include "jm_text.h"
 #include "jm_util.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,59 +163,22 @@ jm_jobscript_ntasks (jm_jobscript_t *self)
     return self->ntasks;
 }
 
-/* Growing string buffer. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-} s_buf_t;
-
-static void
-s_put (s_buf_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        while (b->len + n + 1 > b->cap)
-            b->cap = b->cap ? b->cap * 2 : 4096;
-        b->s = realloc (b->s, b->cap);
-    }
-    memcpy (b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-static void
-s_puts (s_buf_t *b, const char *s)
-{
-    s_put (b, s, strlen (s));
-}
-
-static void __attribute__ ((format (printf, 2, 3))) s_printf (s_buf_t *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start (ap, fmt);
-    char *text = NULL;
-    int n = vasprintf (&text, fmt, ap);
-    va_end (ap);
-    assert (n >= 0 && text);
-    s_put (b, text, (size_t)n);
-    free (text);
-}
-
 /* Appends ' ' + the single-quoted word. */
 static void
-s_word (s_buf_t *b, const char *s)
+s_word (jm_text_t *b, const char *s)
 {
     char *q = jm_sh_quote (s);
-    s_puts (b, " ");
-    s_puts (b, q);
+    jm_text_puts (b, " ");
+    jm_text_puts (b, q);
     free (q);
 }
 
 static void
-s_cd_work_base (s_buf_t *b, jm_jobscript_t *self)
+s_cd_work_base (jm_text_t *b, jm_jobscript_t *self)
 {
-    s_puts (b, "cd --");
+    jm_text_puts (b, "cd --");
     s_word (b, self->work_base);
-    s_puts (b, " || { echo \"jobman: cannot enter the work base\" >&2; exit 121; }\n");
+    jm_text_puts (b, " || { echo \"jobman: cannot enter the work base\" >&2; exit 121; }\n");
 }
 
 static bool
@@ -233,42 +196,42 @@ s_env_name_ok (const char *s)
 /*  dpdispatcher's environment set-up, in its order: module purge, module
     unload, module load, source, export, prepend_script. */
 static void
-s_resources_prologue (s_buf_t *b, const jm_resources_t *res)
+s_resources_prologue (jm_text_t *b, const jm_resources_t *res)
 {
     if (res->module_purge)
-        s_puts (b, "module purge\n");
+        jm_text_puts (b, "module purge\n");
     for (size_t i = 0; i < res->module_unload_list.n; i++) {
-        s_puts (b, "module unload");
+        jm_text_puts (b, "module unload");
         s_word (b, res->module_unload_list.v[i]);
-        s_puts (b, "\n");
+        jm_text_puts (b, "\n");
     }
     for (size_t i = 0; i < res->module_list.n; i++) {
-        s_puts (b, "module load");
+        jm_text_puts (b, "module load");
         s_word (b, res->module_list.v[i]);
-        s_puts (b, "\n");
+        jm_text_puts (b, "\n");
     }
     for (size_t i = 0; i < res->source_list.n; i++) {
         const char *src = res->source_list.v[i];
         if (strncmp (src, "~/", 2) == 0) {
-            s_puts (b, "source \"$HOME\"/");
+            jm_text_puts (b, "source \"$HOME\"/");
             char *q = jm_sh_quote (src + 2);
-            s_puts (b, q);
+            jm_text_puts (b, q);
             free (q);
         }
         else {
-            s_puts (b, "source");
+            jm_text_puts (b, "source");
             s_word (b, src);
         }
-        s_puts (b, "\n");
+        jm_text_puts (b, "\n");
     }
     for (size_t i = 0; i < res->n_envs; i++) {
         char *q = jm_resources_env_quote (res->envs[i].value);
-        s_printf (b, "export %s=%s\n", res->envs[i].key, q);
+        jm_text_add (b, "export %s=%s\n", res->envs[i].key, q);
         free (q);
     }
     for (size_t i = 0; i < res->prepend_script.n; i++) {
-        s_puts (b, res->prepend_script.v[i]);
-        s_puts (b, "\n");
+        jm_text_puts (b, res->prepend_script.v[i]);
+        jm_text_puts (b, "\n");
     }
 }
 
@@ -285,21 +248,21 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
                                "job %" PRIu64 ": resources.envs: '%.100s' is not a shell variable "
                                "name",
                                self->job_id, self->res->envs[i].key);
-    s_buf_t b = {0};
-    s_puts (&b, "#!/bin/bash\n");
+    jm_text_t b = JM_TEXT_INIT;
+    jm_text_puts (&b, "#!/bin/bash\n");
     if (self->header)
-        s_puts (&b, self->header);
+        jm_text_puts (&b, self->header);
     /* only the S/E lines go to standard output (fd 3 from here on): what
        the set-up (source, module load) prints lands on standard error */
-    s_puts (&b, "exec 3>&1 1>&2\n");
-    s_printf (&b, "# jobman job %" PRIu64 ": %zu task(s), %zu at a time\n", self->job_id,
-              self->ntasks, self->para_deg);
+    jm_text_puts (&b, "exec 3>&1 1>&2\n");
+    jm_text_add (&b, "# jobman job %" PRIu64 ": %zu task(s), %zu at a time\n", self->job_id,
+                 self->ntasks, self->para_deg);
     s_cd_work_base (&b, self);
-    s_puts (&b, "jm_jobdir=");
+    jm_text_puts (&b, "jm_jobdir=");
     char *q = jm_sh_quote (self->job_dir);
-    s_puts (&b, q);
+    jm_text_puts (&b, q);
     free (q);
-    s_puts (&b, "\n");
+    jm_text_puts (&b, "\n");
     /* the set-up may cd elsewhere (a sourced file, prepend_script): back
        to the work base after each part, as task dirs are relative to it */
     if (self->res) {
@@ -307,8 +270,8 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
         s_cd_work_base (&b, self);
     }
     for (size_t i = 0; i < self->nprologue; i++) {
-        s_puts (&b, self->prologue[i]);
-        s_puts (&b, "\n");
+        jm_text_puts (&b, self->prologue[i]);
+        jm_text_puts (&b, "\n");
     }
     if (self->nprologue)
         s_cd_work_base (&b, self);
@@ -323,7 +286,7 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
     if (self->res && self->res->wait_time > 0)
         snprintf (wait_line, sizeof wait_line, "    sleep %" PRIu64 "\n", self->res->wait_time);
     const char *tag = self->no_tags ? "" : "    echo \"$jm_rc\" >\"$jm_jobdir/$jm_id.exit\"\n";
-    s_printf (
+    jm_text_add (
         &b,
         "jm_running=0\n"
         "jm_fast=0\n"
@@ -376,21 +339,25 @@ jm_jobscript_render (jm_jobscript_t *self, char **text_p, char *err, size_t errl
         tag, self->para_deg, wait_line);
     for (size_t i = 0; i < self->ntasks; i++) {
         s_task_t *t = &self->tasks[i];
-        s_printf (&b, "jm_go %" PRIu64, t->id);
+        jm_text_add (&b, "jm_go %" PRIu64, t->id);
         s_word (&b, t->dir);
         s_word (&b, t->outlog);
         s_word (&b, t->errlog);
         s_word (&b, t->command);
-        s_puts (&b, "\n");
+        jm_text_puts (&b, "\n");
     }
-    s_puts (&b, "while [ \"$jm_running\" -gt 0 ]; do\n    jm_reap\ndone\n");
+    jm_text_puts (&b, "while [ \"$jm_running\" -gt 0 ]; do\n    jm_reap\ndone\n");
     if (self->res)
         for (size_t i = 0; i < self->res->append_script.n; i++) {
-            s_puts (&b, self->res->append_script.v[i]);
-            s_puts (&b, "\n");
+            jm_text_puts (&b, self->res->append_script.v[i]);
+            jm_text_puts (&b, "\n");
         }
-    s_puts (&b, "exit 0\n");
-    *text_p = b.s;
+    jm_text_puts (&b, "exit 0\n");
+    char *text = jm_text_take (&b);
+    if (!text)
+        return jm_err (err, errlen, "job %" PRIu64 ": out of memory rendering its script",
+                       self->job_id);
+    *text_p = text;
     return 0;
 }
 

@@ -51,9 +51,9 @@
     (bkill(1) synopsis: [job_ID ... | 0 | "job_ID[index]" ...]).       */
 #define _GNU_SOURCE
 #include "jm_batch.h"
+#include "jm_text.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,45 +62,6 @@
 #define S_QUERY_FIELDS "jobid jobindex stat exit_code exit_reason delimiter='|'"
 
 /* ---------------------------------------------------------------- header */
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} s_text_t;
-
-static void s_text_add (s_text_t *t, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
-
-static void
-s_text_add (s_text_t *t, const char *fmt, ...)
-{
-    if (t->oom)
-        return;
-    va_list ap;
-    va_start (ap, fmt);
-    int n = vsnprintf (NULL, 0, fmt, ap);
-    va_end (ap);
-    if (n < 0) {
-        t->oom = true;
-        return;
-    }
-    if (t->len + (size_t)n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + (size_t)n + 1)
-            cap *= 2;
-        char *p = realloc (t->buf, cap);
-        if (!p) {
-            t->oom = true;
-            return;
-        }
-        t->buf = p;
-        t->cap = cap;
-    }
-    va_start (ap, fmt);
-    vsnprintf (t->buf + t->len, t->cap - t->len, fmt, ap);
-    va_end (ap);
-    t->len += (size_t)n;
-}
 
 /* A path for a #BSUB line: double-quoted, refusing what cannot be quoted. */
 static bool
@@ -126,33 +87,31 @@ s_header (const jm_resources_t *res, const char *name, size_t n, const char *log
                   log_dir ? log_dir : "");
         return NULL;
     }
-    s_text_t t = {0};
+    jm_text_t t = JM_TEXT_INIT;
     const char *file = n > 1 ? "lsf.%J_%I" : "lsf.%J";
     if (n > 1)
-        s_text_add (&t, "#BSUB -J \"%s[1-%zu]\"\n", name, n);
+        jm_text_add (&t, "#BSUB -J \"%s[1-%zu]\"\n", name, n);
     else
-        s_text_add (&t, "#BSUB -J \"%s\"\n", name);
+        jm_text_add (&t, "#BSUB -J \"%s\"\n", name);
     if (res->queue_name && *res->queue_name)
-        s_text_add (&t, "#BSUB -q %s\n", res->queue_name);
+        jm_text_add (&t, "#BSUB -q %s\n", res->queue_name);
     uint64_t nodes = res->number_node ? res->number_node : 1;
     uint64_t cpus = res->cpu_per_node ? res->cpu_per_node : 1;
-    s_text_add (&t, "#BSUB -n %llu\n", (unsigned long long)(nodes * cpus));
+    jm_text_add (&t, "#BSUB -n %llu\n", (unsigned long long)(nodes * cpus));
     if (nodes > 1)
-        s_text_add (&t, "#BSUB -R \"span[ptile=%llu]\"\n", (unsigned long long)cpus);
+        jm_text_add (&t, "#BSUB -R \"span[ptile=%llu]\"\n", (unsigned long long)cpus);
     if (res->custom_gpu_line && *res->custom_gpu_line)
-        s_text_add (&t, "%s\n", res->custom_gpu_line);
+        jm_text_add (&t, "%s\n", res->custom_gpu_line);
     else if (res->gpu_per_node > 0)
-        s_text_add (&t, "#BSUB -gpu \"num=%llu\"\n", (unsigned long long)res->gpu_per_node);
-    s_text_add (&t, "#BSUB -o \"%s/%s.out\"\n", log_dir, file);
-    s_text_add (&t, "#BSUB -e \"%s/%s.err\"\n", log_dir, file);
+        jm_text_add (&t, "#BSUB -gpu \"num=%llu\"\n", (unsigned long long)res->gpu_per_node);
+    jm_text_add (&t, "#BSUB -o \"%s/%s.out\"\n", log_dir, file);
+    jm_text_add (&t, "#BSUB -e \"%s/%s.err\"\n", log_dir, file);
     for (size_t i = 0; i < res->custom_flags.n; i++)
-        s_text_add (&t, "%s\n", res->custom_flags.v[i]);
-    if (t.oom) {
-        free (t.buf);
+        jm_text_add (&t, "%s\n", res->custom_flags.v[i]);
+    char *text = jm_text_take (&t);
+    if (!text)
         snprintf (err, errlen, "lsf: out of memory writing the #BSUB header");
-        return NULL;
-    }
-    return t.buf;
+    return text;
 }
 
 /* ---------------------------------------------------------------- submit */

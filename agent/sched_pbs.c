@@ -55,6 +55,7 @@
     successful query in which those jobs are absent. */
 #define _GNU_SOURCE
 #include "jm_batch.h"
+#include "jm_text.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -86,49 +87,41 @@ s_header (s_flavor_t fl, const jm_resources_t *res, const char *name, size_t n, 
                   what, log_dir ? log_dir : "");
         return NULL;
     }
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream (&text, &len);
-    if (!f) {
-        snprintf (err, errlen, "%s: out of memory", what);
-        return NULL;
-    }
-    fprintf (f, "#PBS -N %s\n", name);
+    jm_text_t t = JM_TEXT_INIT;
+    jm_text_add (&t, "#PBS -N %s\n", name);
     if (res->queue_name && *res->queue_name)
-        fprintf (f, "#PBS -q %s\n", res->queue_name);
+        jm_text_add (&t, "#PBS -q %s\n", res->queue_name);
     unsigned long long nodes = res->number_node ? res->number_node : 1;
     unsigned long long cpus = res->cpu_per_node ? res->cpu_per_node : 1;
     unsigned long long gpus = res->gpu_per_node;
     if (fl == S_PBSPRO) {
-        fprintf (f, "#PBS -l select=%llu:ncpus=%llu", nodes, cpus);
+        jm_text_add (&t, "#PBS -l select=%llu:ncpus=%llu", nodes, cpus);
         if (gpus)
-            fprintf (f, ":ngpus=%llu", gpus);
-        fputc ('\n', f);
+            jm_text_add (&t, ":ngpus=%llu", gpus);
+        jm_text_puts (&t, "\n");
         if (n > 1)
-            fprintf (f, "#PBS -J 1-%zu\n", n);
+            jm_text_add (&t, "#PBS -J 1-%zu\n", n);
         /* ^array_index^: one output file per subjob (PBS Pro RG, qsub -o) */
-        fprintf (f, "#PBS -o %s/pbs%s.out\n", log_dir, n > 1 ? ".^array_index^" : "");
+        jm_text_add (&t, "#PBS -o %s/pbs%s.out\n", log_dir, n > 1 ? ".^array_index^" : "");
     }
     else {
-        fprintf (f, "#PBS -l nodes=%llu:ppn=%llu", nodes, cpus);
+        jm_text_add (&t, "#PBS -l nodes=%llu:ppn=%llu", nodes, cpus);
         if (gpus)
-            fprintf (f, ":gpus=%llu", gpus);
-        fputc ('\n', f);
+            jm_text_add (&t, ":gpus=%llu", gpus);
+        jm_text_puts (&t, "\n");
         if (n > 1)
-            fprintf (f, "#PBS -t 1-%zu\n", n);
+            jm_text_add (&t, "#PBS -t 1-%zu\n", n);
         /* array elements: Torque names the file per element (-<index>) */
-        fprintf (f, "#PBS -o %s/torque.out\n", log_dir);
+        jm_text_add (&t, "#PBS -o %s/torque.out\n", log_dir);
     }
-    fprintf (f, "#PBS -j oe\n");
+    jm_text_add (&t, "#PBS -j oe\n");
     if (res->custom_gpu_line && *res->custom_gpu_line)
-        fprintf (f, "%s\n", res->custom_gpu_line);
+        jm_text_add (&t, "%s\n", res->custom_gpu_line);
     for (size_t i = 0; i < res->custom_flags.n; i++)
-        fprintf (f, "%s\n", res->custom_flags.v[i]);
-    if (fclose (f) != 0 || !text) {
-        free (text);
+        jm_text_add (&t, "%s\n", res->custom_flags.v[i]);
+    char *text = jm_text_take (&t);
+    if (!text)
         snprintf (err, errlen, "%s: out of memory", what);
-        return NULL;
-    }
     return text;
 }
 

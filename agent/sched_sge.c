@@ -69,9 +69,9 @@
     Cancel: `qdel ID...` with plain and element ids at once.            */
 #define _GNU_SOURCE
 #include "jm_batch.h"
+#include "jm_text.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,45 +81,6 @@
 #define S_MAX_TASK_ID 100000000UL
 
 /* ---------------------------------------------------------------- header */
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} s_text_t;
-
-static void s_text_add (s_text_t *t, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
-
-static void
-s_text_add (s_text_t *t, const char *fmt, ...)
-{
-    if (t->oom)
-        return;
-    va_list ap;
-    va_start (ap, fmt);
-    int n = vsnprintf (NULL, 0, fmt, ap);
-    va_end (ap);
-    if (n < 0) {
-        t->oom = true;
-        return;
-    }
-    if (t->len + (size_t)n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (cap < t->len + (size_t)n + 1)
-            cap *= 2;
-        char *p = realloc (t->buf, cap);
-        if (!p) {
-            t->oom = true;
-            return;
-        }
-        t->buf = p;
-        t->cap = cap;
-    }
-    va_start (ap, fmt);
-    vsnprintf (t->buf + t->len, t->cap - t->len, fmt, ap);
-    va_end (ap);
-    t->len += (size_t)n;
-}
 
 /* A job name SGE accepts: [A-Za-z0-9_.+%-] kept, the rest '_', no
    leading digit, at most S_NAME_MAX bytes. */
@@ -151,30 +112,28 @@ s_header (const jm_resources_t *res, const char *name, size_t n, const char *log
     }
     char jname[S_NAME_MAX + 2];
     s_job_name (name, jname, sizeof jname);
-    s_text_t t = {0};
-    s_text_add (&t, "#$ -N %s\n", jname);
-    s_text_add (&t, "#$ -S /bin/bash\n");
+    jm_text_t t = JM_TEXT_INIT;
+    jm_text_add (&t, "#$ -N %s\n", jname);
+    jm_text_add (&t, "#$ -S /bin/bash\n");
     if (res->queue_name && *res->queue_name)
-        s_text_add (&t, "#$ -q %s\n", res->queue_name);
+        jm_text_add (&t, "#$ -q %s\n", res->queue_name);
     uint64_t nodes = res->number_node ? res->number_node : 1;
     uint64_t cpus = res->cpu_per_node ? res->cpu_per_node : 1;
     if (nodes * cpus > 1)
-        s_text_add (&t, "#$ -pe %s %llu\n", res->pe_name && *res->pe_name ? res->pe_name : "smp",
-                    (unsigned long long)(nodes * cpus));
+        jm_text_add (&t, "#$ -pe %s %llu\n", res->pe_name && *res->pe_name ? res->pe_name : "smp",
+                     (unsigned long long)(nodes * cpus));
     if (n > 1)
-        s_text_add (&t, "#$ -t 1-%zu\n", n);
-    s_text_add (&t, "#$ -o \"%s/sge.$JOB_ID.$TASK_ID.out\"\n", log_dir);
-    s_text_add (&t, "#$ -e \"%s/sge.$JOB_ID.$TASK_ID.err\"\n", log_dir);
+        jm_text_add (&t, "#$ -t 1-%zu\n", n);
+    jm_text_add (&t, "#$ -o \"%s/sge.$JOB_ID.$TASK_ID.out\"\n", log_dir);
+    jm_text_add (&t, "#$ -e \"%s/sge.$JOB_ID.$TASK_ID.err\"\n", log_dir);
     if (res->custom_gpu_line && *res->custom_gpu_line)
-        s_text_add (&t, "%s\n", res->custom_gpu_line);
+        jm_text_add (&t, "%s\n", res->custom_gpu_line);
     for (size_t i = 0; i < res->custom_flags.n; i++)
-        s_text_add (&t, "%s\n", res->custom_flags.v[i]);
-    if (t.oom) {
-        free (t.buf);
+        jm_text_add (&t, "%s\n", res->custom_flags.v[i]);
+    char *text = jm_text_take (&t);
+    if (!text)
         snprintf (err, errlen, "sge: out of memory writing the #$ header");
-        return NULL;
-    }
-    return t.buf;
+    return text;
 }
 
 /* ---------------------------------------------------------------- submit */

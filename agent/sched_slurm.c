@@ -19,10 +19,10 @@
               without their tags) - nothing wrong is ever reported.
       cancel  scancel ID...                                                */
 #include "jm_batch.h"
+#include "jm_text.h"
 
 #include <assert.h>
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,57 +31,31 @@
 #define S_MAX_ARRAY 1000
 #define S_DETAIL_MAX 256
 
-/* --------------------------------------------------------------------- */
-/* A small growable string for the header. */
-
-typedef struct {
-    char *s;
-    size_t len, cap;
-} s_buf_t;
-
-static void
-s_buf_addf (s_buf_t *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start (ap, fmt);
-    int need = vsnprintf (NULL, 0, fmt, ap);
-    va_end (ap);
-    assert (need >= 0);
-    if (b->len + (size_t)need + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + (size_t)need + 1)
-            cap *= 2;
-        b->s = realloc (b->s, cap);
-        assert (b->s);
-        b->cap = cap;
-    }
-    va_start (ap, fmt);
-    vsnprintf (b->s + b->len, (size_t)need + 1, fmt, ap);
-    va_end (ap);
-    b->len += (size_t)need;
-}
-
 /* A path for a quoted #SBATCH -o/-e argument: '%' doubled (Slurm expands
    %j, %A, ... in file names), and nothing that would end the quotes or
    the line or switch off pattern expansion (backslash). */
 static char *
 s_log_path (const char *dir, char *err, size_t errlen)
 {
-    s_buf_t b = {0};
+    jm_text_t b = JM_TEXT_INIT;
     for (const char *p = dir; *p; p++) {
         if (*p == '"' || *p == '\\' || iscntrl ((unsigned char)*p)) {
             snprintf (err, errlen,
                       "slurm: log directory '%s' contains a quote, backslash or control "
                       "character, which cannot go into an #SBATCH line",
                       dir);
-            free (b.s);
+            jm_text_reset (&b);
             return NULL;
         }
-        s_buf_addf (&b, *p == '%' ? "%%%%" : "%c", *p);
+        if (*p == '%')
+            jm_text_puts (&b, "%%");
+        else
+            jm_text_put (&b, p, 1);
     }
-    if (!b.s)
-        s_buf_addf (&b, "%s", "");
-    return b.s;
+    char *path = jm_text_take (&b);
+    if (!path)
+        snprintf (err, errlen, "slurm: out of memory writing the #SBATCH header");
+    return path;
 }
 
 static bool
@@ -102,26 +76,29 @@ s_header (const jm_resources_t *res, const char *name, size_t n, const char *log
     char *dir = s_log_path (log_dir, err, errlen);
     if (!dir)
         return NULL;
-    s_buf_t b = {0};
-    s_buf_addf (&b, "#SBATCH --job-name=%s\n", name);
+    jm_text_t b = JM_TEXT_INIT;
+    jm_text_add (&b, "#SBATCH --job-name=%s\n", name);
     if (res->queue_name && *res->queue_name)
-        s_buf_addf (&b, "#SBATCH --partition=%s\n", res->queue_name);
-    s_buf_addf (&b, "#SBATCH --nodes=%llu\n", (unsigned long long)res->number_node);
-    s_buf_addf (&b, "#SBATCH --ntasks-per-node=%llu\n", (unsigned long long)res->cpu_per_node);
+        jm_text_add (&b, "#SBATCH --partition=%s\n", res->queue_name);
+    jm_text_add (&b, "#SBATCH --nodes=%llu\n", (unsigned long long)res->number_node);
+    jm_text_add (&b, "#SBATCH --ntasks-per-node=%llu\n", (unsigned long long)res->cpu_per_node);
     bool custom_gpu = res->custom_gpu_line && *res->custom_gpu_line;
     if (res->gpu_per_node > 0 && !custom_gpu)
-        s_buf_addf (&b, "#SBATCH --gres=gpu:%llu\n", (unsigned long long)res->gpu_per_node);
+        jm_text_add (&b, "#SBATCH --gres=gpu:%llu\n", (unsigned long long)res->gpu_per_node);
     if (n > 1)
-        s_buf_addf (&b, "#SBATCH --array=1-%zu\n", n);
+        jm_text_add (&b, "#SBATCH --array=1-%zu\n", n);
     const char *pat = n > 1 ? "%A_%a" : "%j";
-    s_buf_addf (&b, "#SBATCH -o \"%s/slurm-%s.out\"\n", dir, pat);
-    s_buf_addf (&b, "#SBATCH -e \"%s/slurm-%s.err\"\n", dir, pat);
+    jm_text_add (&b, "#SBATCH -o \"%s/slurm-%s.out\"\n", dir, pat);
+    jm_text_add (&b, "#SBATCH -e \"%s/slurm-%s.err\"\n", dir, pat);
     free (dir);
     if (custom_gpu)
-        s_buf_addf (&b, "%s\n", res->custom_gpu_line);
+        jm_text_add (&b, "%s\n", res->custom_gpu_line);
     for (size_t i = 0; i < res->custom_flags.n; i++)
-        s_buf_addf (&b, "%s\n", res->custom_flags.v[i]);
-    return b.s;
+        jm_text_add (&b, "%s\n", res->custom_flags.v[i]);
+    char *text = jm_text_take (&b);
+    if (!text)
+        snprintf (err, errlen, "slurm: out of memory writing the #SBATCH header");
+    return text;
 }
 
 /* --------------------------------------------------------------------- */
@@ -473,17 +450,19 @@ s_parse_query (int status, const char *out, const char *errout, jm_batch_seen_fn
 static char *
 s_id_list (const char *const *sids, size_t n, bool bases_only)
 {
-    s_buf_t b = {0};
-    s_buf_addf (&b, "%s", "");
+    jm_text_t b = JM_TEXT_INIT;
     for (size_t i = 0; i < n; i++) {
         size_t l = bases_only ? strcspn (sids[i], "_") : strlen (sids[i]);
         bool dup = false;
         for (size_t j = 0; bases_only && j < i && !dup; j++)
             dup = strcspn (sids[j], "_") == l && memcmp (sids[j], sids[i], l) == 0;
         if (!dup)
-            s_buf_addf (&b, "%s%.*s", b.len ? "," : "", (int)l, sids[i]);
+            jm_text_add (&b, "%s%.*s", b.len ? "," : "", (int)l, sids[i]);
     }
-    return b.s;
+    char *list = jm_text_take (&b);
+    if (!list)
+        abort (); /* no error path in an argv builder (as jm_argv_add) */
+    return list;
 }
 
 static void
