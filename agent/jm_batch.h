@@ -143,15 +143,40 @@ int jm_batch_submit (jm_sched_t *self, jm_jobscript_t *script, char *err, size_t
 int jm_batch_cancel (jm_sched_t *self, uint64_t job_id);
 size_t jm_batch_active (jm_sched_t *self);
 
+/* ---------------------------------------------------------------------
+   Helpers the dialects share (jm_batch_util.c): pure functions on the
+   schedulers' text and on job id lists. */
+
+/* Steps over one line of text: *line, *len get the line at *pos (without
+   its '\n'; a last line may lack one) and *pos moves past it.  false when
+   *pos is at the end of the text (then *line and *len are unchanged). */
+bool jm_batch_next_line (const char **pos, const char **line, size_t *len);
+/* Trims white space (isspace) off both ends of [*s, *s + *len). */
+void jm_batch_trim (const char **s, size_t *len);
+/* true if len > 0 and s[0..len) are all decimal digits. */
+bool jm_batch_all_digits (const char *s, size_t len);
+/* true if text (may be NULL: false) contains any of phrases (a
+   NULL-terminated list): e.g. a scheduler's "try again later" words. */
+bool jm_batch_says (const char *text, const char *const *phrases);
+
+/* The base of sids[i] is its prefix up to the first character of stop
+   ("_" for Slurm's "12_3", "." for SGE's "12.3", "[" for LSF's "12[3]");
+   *len gets its length.  true if no earlier sids[j] (j < i) has the same
+   base: the first time this base is seen. */
+bool jm_batch_base_is_new (const char *const *sids, size_t i, const char *stop, size_t *len);
+/* Adds the base of each of sids to argv, each base once, in order. */
+void jm_batch_argv_add_bases (jm_argv_t *argv, const char *const *sids, size_t n, const char *stop);
+/* Adds each of sids to argv as it is. */
+void jm_batch_argv_add_all (jm_argv_t *argv, const char *const *sids, size_t n);
+
 /* Defines `const jm_sched_backend_t jm_sched_<ident>` for a dialect. */
 #define JM_BATCH_BACKEND(ident, dialect)                                                           \
-    static jm_sched_t *s_##ident##_create (const jm_sched_opts_t *opts, char *err,              \
-                                           size_t errlen)                                          \
+    static jm_sched_t *s_##ident##_create (const jm_sched_opts_t *opts, char *err, size_t errlen)  \
     {                                                                                              \
         return jm_batch_create (&(dialect), opts, err, errlen);                                    \
     }                                                                                              \
-    const jm_sched_backend_t jm_sched_##ident = {                                                  \
-        #ident, s_##ident##_create, jm_batch_destroy, jm_batch_submit, jm_batch_cancel,            \
-        jm_batch_active}
+    const jm_sched_backend_t jm_sched_##ident = {#ident,           s_##ident##_create,             \
+                                                 jm_batch_destroy, jm_batch_submit,                \
+                                                 jm_batch_cancel,  jm_batch_active}
 
 #endif

@@ -224,14 +224,7 @@ s_query_argv (const char *user, const char *const *sids, size_t n, jm_argv_t *ar
     jm_argv_add (argv, "-o");
     jm_argv_add (argv, S_QUERY_FIELDS);
     /* base ids once each: "1234" lists every element of array 1234 */
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strcspn (sids[i], "[");
-        bool dup = false;
-        for (size_t j = 0; j < i && !dup; j++)
-            dup = strcspn (sids[j], "[") == len && strncmp (sids[j], sids[i], len) == 0;
-        if (!dup)
-            jm_argv_addf (argv, "%.*s", (int)len, sids[i]);
-    }
+    jm_batch_argv_add_bases (argv, sids, n, "[");
 }
 
 typedef struct {
@@ -273,29 +266,6 @@ s_exit_verdict (const char *reason)
     return JM_VERDICT_FAILED;
 }
 
-static bool
-s_all_digits (const char *s, size_t len)
-{
-    if (!len)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!isdigit ((unsigned char)s[i]))
-            return false;
-    return true;
-}
-
-/* Trims spaces around [*s, *s+*len). */
-static void
-s_trim (const char **s, size_t *len)
-{
-    while (*len && isspace ((unsigned char)**s)) {
-        (*s)++;
-        (*len)--;
-    }
-    while (*len && isspace ((unsigned char)(*s)[*len - 1]))
-        (*len)--;
-}
-
 /* One record line -> seen.  false if it is not one. */
 static bool
 s_parse_record (const char *line, size_t linelen, jm_batch_seen_fn *seen, void *arg)
@@ -309,7 +279,7 @@ s_parse_record (const char *line, size_t linelen, jm_batch_seen_fn *seen, void *
             return false;
         f[i] = p;
         fl[i] = (size_t)((bar ? bar : end) - p);
-        s_trim (&f[i], &fl[i]);
+        jm_batch_trim (&f[i], &fl[i]);
         p = bar ? bar + 1 : end;
     }
     /* jobid: 1234 or 1234[5] (LSB_BJOBS_DISPLAY_ENH=Y) */
@@ -317,16 +287,16 @@ s_parse_record (const char *line, size_t linelen, jm_batch_seen_fn *seen, void *
     size_t base = strcspn (f[0], "[");
     if (base > fl[0])
         base = fl[0];
-    if (!s_all_digits (f[0], base) || base > 20)
+    if (!jm_batch_all_digits (f[0], base) || base > 20)
         return false;
     if (base < fl[0]) {
-        if (f[0][fl[0] - 1] != ']' || !s_all_digits (f[0] + base + 1, fl[0] - base - 2))
+        if (f[0][fl[0] - 1] != ']' || !jm_batch_all_digits (f[0] + base + 1, fl[0] - base - 2))
             return false;
         snprintf (sid, sizeof sid, "%.*s", (int)fl[0], f[0]);
     }
     else if (fl[1] == 1 && f[1][0] == '-')
         snprintf (sid, sizeof sid, "%.*s", (int)base, f[0]);
-    else if (s_all_digits (f[1], fl[1]) && fl[1] <= 10) {
+    else if (jm_batch_all_digits (f[1], fl[1]) && fl[1] <= 10) {
         unsigned long idx = strtoul (f[1], NULL, 10);
         if (idx > 0)
             snprintf (sid, sizeof sid, "%.*s[%lu]", (int)base, f[0], idx);
@@ -346,7 +316,7 @@ s_parse_record (const char *line, size_t linelen, jm_batch_seen_fn *seen, void *
     snprintf (stat, sizeof stat, "%.*s", (int)fl[2], f[2]);
     /* exit_code: "-" or a number */
     bool has_code = !(fl[3] == 1 && f[3][0] == '-') && fl[3] > 0;
-    if (has_code && (!s_all_digits (f[3], fl[3]) || fl[3] > 9))
+    if (has_code && (!jm_batch_all_digits (f[3], fl[3]) || fl[3] > 9))
         return false;
     bool has_reason = !(fl[4] == 1 && f[4][0] == '-') && fl[4] > 0;
 
@@ -414,29 +384,21 @@ s_parse_bjobs (int status, const char *out, const char *errout, jm_batch_seen_fn
     /* stderr: only "not found" lines are expected */
     const char *bad = NULL;
     size_t badlen = 0;
-    for (const char *p = errout; *p;) {
-        const char *nl = strchr (p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen (p);
-        const char *l = p;
-        size_t ll = len;
-        s_trim (&l, &ll);
+    const char *l;
+    size_t ll;
+    for (const char *p = errout; jm_batch_next_line (&p, &l, &ll);) {
+        jm_batch_trim (&l, &ll);
         if (ll && !s_absent_line (l, ll) && !bad) {
             bad = l;
             badlen = ll;
         }
-        p = nl ? nl + 1 : p + len;
     }
     /* pass 0 checks every stdout line is a record (or an absence note),
        pass 1 reports them: nothing is reported from output that fails */
     size_t records = 0;
     for (int pass = 0; pass < 2; pass++) {
-        for (const char *p = out; *p;) {
-            const char *nl = strchr (p, '\n');
-            size_t len = nl ? (size_t)(nl - p) : strlen (p);
-            const char *l = p;
-            size_t ll = len;
-            s_trim (&l, &ll);
-            p = nl ? nl + 1 : p + len;
+        for (const char *p = out; jm_batch_next_line (&p, &l, &ll);) {
+            jm_batch_trim (&l, &ll);
             if (!ll || s_absent_line (l, ll))
                 continue;
             if (pass == 0) {
@@ -476,8 +438,7 @@ static void
 s_cancel_argv (const char *const *sids, size_t n, jm_argv_t *argv)
 {
     jm_argv_add (argv, "bkill");
-    for (size_t i = 0; i < n; i++)
-        jm_argv_add (argv, sids[i]);
+    jm_batch_argv_add_all (argv, sids, n);
 }
 
 /* Not static: tests/test_sched_lsf.c reaches the pure functions through it. */

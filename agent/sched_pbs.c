@@ -211,12 +211,12 @@ s_oneline (const char *s, char *out, size_t outlen)
 
 /* Refusals because of a per-user/queue/server limit on queued jobs: they
    go away when jobs finish, so jm_batch retries later. */
-static bool
-s_is_limit (const char *s)
-{
-    return s && (strstr (s, "would exceed") || strstr (s, "Maximum number of jobs") ||
-                 strstr (s, "exceeds the queue limit"));
-}
+static const char *const s_limit_words[] = {
+    "would exceed",
+    "Maximum number of jobs",
+    "exceeds the queue limit",
+    NULL,
+};
 
 static jm_submit_rc_t
 s_parse_submit (int status, const char *out, const char *errout, char *id, size_t idlen, char *err,
@@ -241,7 +241,7 @@ s_parse_submit (int status, const char *out, const char *errout, char *id, size_
     }
     char text[512];
     s_oneline (errout && *errout ? errout : out, text, sizeof text);
-    if (s_is_limit (errout) || s_is_limit (out)) {
+    if (jm_batch_says (errout, s_limit_words) || jm_batch_says (out, s_limit_words)) {
         snprintf (err, errlen, "%s", text);
         return JM_SUBMIT_RETRY;
     }
@@ -315,8 +315,7 @@ static void
 s_cancel_argv (const char *const *sids, size_t n, jm_argv_t *argv)
 {
     jm_argv_add (argv, "qdel");
-    for (size_t i = 0; i < n; i++)
-        jm_argv_add (argv, sids[i]);
+    jm_batch_argv_add_all (argv, sids, n);
 }
 
 /* ------------------------------------------------------------------ */
@@ -409,13 +408,9 @@ s_parse_full (const char *out, s_jobs_t *jobs, char *err, size_t errlen)
 {
     s_job_t *cur = NULL;
     const char *p = out ? out : "";
-    size_t lineno = 0;
-    while (*p) {
-        size_t len = strcspn (p, "\n");
-        const char *line = p;
-        p += len;
-        if (*p == '\n')
-            p++;
+    size_t lineno = 0, len;
+    const char *line;
+    while (jm_batch_next_line (&p, &line, &len)) {
         lineno++;
         if (len > 0 && line[len - 1] == '\r')
             len--;
@@ -673,19 +668,16 @@ s_parse (s_flavor_t fl, bool final, int status, const char *out, const char *err
         const char *bad = NULL;
         size_t badlen = 0;
         bool any = false;
-        while (*p) {
-            size_t len = strcspn (p, "\n");
-            size_t lead = strspn (p, " \t\r");
-            if (lead < len) {
+        const char *line;
+        size_t len;
+        while (jm_batch_next_line (&p, &line, &len)) {
+            if (strspn (line, " \t\r") < len) {
                 any = true;
-                if (!s_unknown_id_line (p, len) && !bad) {
-                    bad = p;
+                if (!s_unknown_id_line (line, len) && !bad) {
+                    bad = line;
                     badlen = len;
                 }
             }
-            p += len;
-            if (*p)
-                p++;
         }
         if (bad || !any) {
             char text[300];

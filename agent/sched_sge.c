@@ -156,25 +156,26 @@ s_message (const char *text, char *out, size_t outlen)
     if (!outlen)
         return;
     out[0] = '\0';
-    while (text && *text) {
-        const char *end = strchr (text, '\n');
-        size_t len = end ? (size_t)(end - text) : strlen (text);
-        const char *s = text;
-        while (len && isspace ((unsigned char)*s)) {
-            s++;
-            len--;
-        }
-        while (len && isspace ((unsigned char)s[len - 1]))
-            len--;
+    const char *s;
+    size_t len;
+    while (text && jm_batch_next_line (&text, &s, &len)) {
+        jm_batch_trim (&s, &len);
         if (len && !(len == 8 && strncmp (s, "Exiting.", 8) == 0)) {
             int w = snprintf (out + k, outlen - k, "%s%.*s", k ? "; " : "", (int)len, s);
             if (w < 0 || (size_t)w >= outlen - k)
                 return;
             k += (size_t)w;
         }
-        text = end ? end + 1 : NULL;
     }
 }
+
+/* Refusals that go away: a job count limit, an unreachable qmaster. */
+static const char *const s_retry_words[] = {
+    "jobs are allowed per",
+    "unable to send message to qmaster",
+    "unable to contact qmaster",
+    NULL,
+};
 
 static jm_submit_rc_t
 s_parse_submit (int status, const char *out, const char *errout, char *id, size_t idlen, char *err,
@@ -206,9 +207,7 @@ s_parse_submit (int status, const char *out, const char *errout, char *id, size_
         return JM_SUBMIT_FAIL;
     }
     snprintf (err, errlen, "qsub exited with %d: %s", status, *msg ? msg : "(no output)");
-    if (status == 25 || strstr (errout, "jobs are allowed per") ||
-        strstr (errout, "unable to send message to qmaster") ||
-        strstr (errout, "unable to contact qmaster"))
+    if (status == 25 || jm_batch_says (errout, s_retry_words))
         return JM_SUBMIT_RETRY;
     return JM_SUBMIT_FAIL;
 }
@@ -256,17 +255,6 @@ s_xml_elem (const char *p, const char *end, const char *tag, size_t *len)
     return s;
 }
 
-static bool
-s_all_digits (const char *s, size_t len)
-{
-    if (!len)
-        return false;
-    for (size_t i = 0; i < len; i++)
-        if (!isdigit ((unsigned char)s[i]))
-            return false;
-    return true;
-}
-
 static jm_bstate_t
 s_state (const char *st)
 {
@@ -307,7 +295,7 @@ s_job_list (const char *p, const char *end, jm_batch_seen_fn *seen, void *arg, c
     size_t nl, sl, tl;
     const char *num = s_xml_elem (p, end, "JB_job_number", &nl);
     const char *st = s_xml_elem (p, end, "state", &sl);
-    if (!num || !s_all_digits (num, nl) || nl > 19 || !st || !sl || sl > 15) {
+    if (!num || !jm_batch_all_digits (num, nl) || nl > 19 || !st || !sl || sl > 15) {
         snprintf (err, errlen, "qstat -xml: a <job_list> without a job number or state");
         return -1;
     }
@@ -412,14 +400,7 @@ s_final_argv (const char *user, const char *const *sids, size_t n, jm_argv_t *ar
     jm_argv_add (argv, "-c");
     jm_argv_add (argv, "for j; do qacct -j \"$j\"; done");
     jm_argv_add (argv, "sh");
-    for (size_t i = 0; i < n; i++) {
-        size_t len = strcspn (sids[i], ".");
-        bool dup = false;
-        for (size_t j = 0; j < i && !dup; j++)
-            dup = strcspn (sids[j], ".") == len && strncmp (sids[j], sids[i], len) == 0;
-        if (!dup)
-            jm_argv_addf (argv, "%.*s", (int)len, sids[i]);
-    }
+    jm_batch_argv_add_bases (argv, sids, n, ".");
 }
 
 typedef struct {
@@ -454,12 +435,7 @@ s_field (const char *line, size_t len, const char *key, char *out, size_t outlen
         return false;
     const char *v = line + kl;
     size_t vl = len - kl;
-    while (vl && isspace ((unsigned char)*v)) {
-        v++;
-        vl--;
-    }
-    while (vl && isspace ((unsigned char)v[vl - 1]))
-        vl--;
+    jm_batch_trim (&v, &vl);
     if (vl >= outlen && !cut)
         snprintf (out, outlen, "?");
     else
@@ -488,14 +464,15 @@ s_rec_add (s_raw_t *raw, s_rec_t **recs, size_t *n, size_t *cap, char *err, size
     if (!raw->num[0] && !raw->task[0] && !raw->failed[0] && !raw->exit_status[0])
         return 0; /* nothing (before the first separator) */
     char *e;
-    if (!s_all_digits (raw->num, strlen (raw->num)) || !raw->failed[0] || !raw->exit_status[0]) {
+    if (!jm_batch_all_digits (raw->num, strlen (raw->num)) || !raw->failed[0] ||
+        !raw->exit_status[0]) {
         snprintf (err, errlen, "qacct: a record without jobnumber, failed or exit_status");
         return -1;
     }
     s_rec_t r = {0};
     if (strcmp (raw->task, "undefined") == 0 || !raw->task[0])
         snprintf (r.sid, sizeof r.sid, "%s", raw->num);
-    else if (s_all_digits (raw->task, strlen (raw->task)))
+    else if (jm_batch_all_digits (raw->task, strlen (raw->task)))
         snprintf (r.sid, sizeof r.sid, "%s.%s", raw->num, raw->task);
     else {
         snprintf (err, errlen, "qacct: job %s has a strange taskid '%s'", raw->num, raw->task);
@@ -541,23 +518,21 @@ s_parse_final (int status, const char *out, const char *errout, jm_batch_seen_fn
     size_t n = 0, cap = 0;
     s_raw_t raw = {0};
     bool any_line = false;
-    const char *p = out;
-    while (*p) {
-        const char *end = strchr (p, '\n');
-        size_t len = end ? (size_t)(end - p) : strlen (p);
-        if (len >= 10 && strspn (p, "=") >= 10) {
+    const char *p = out, *line;
+    size_t len;
+    while (jm_batch_next_line (&p, &line, &len)) {
+        if (len >= 10 && strspn (line, "=") >= 10) {
             if (s_rec_add (&raw, &recs, &n, &cap, err, errlen) != 0)
                 goto fail;
             any_line = true;
         }
         else if (len) {
             any_line = true;
-            if (!s_field (p, len, "jobnumber", raw.num, sizeof raw.num, false) &&
-                !s_field (p, len, "taskid", raw.task, sizeof raw.task, false) &&
-                !s_field (p, len, "failed", raw.failed, sizeof raw.failed, true))
-                s_field (p, len, "exit_status", raw.exit_status, sizeof raw.exit_status, false);
+            if (!s_field (line, len, "jobnumber", raw.num, sizeof raw.num, false) &&
+                !s_field (line, len, "taskid", raw.task, sizeof raw.task, false) &&
+                !s_field (line, len, "failed", raw.failed, sizeof raw.failed, true))
+                s_field (line, len, "exit_status", raw.exit_status, sizeof raw.exit_status, false);
         }
-        p = end ? end + 1 : p + len;
     }
     if (s_rec_add (&raw, &recs, &n, &cap, err, errlen) != 0)
         goto fail;
@@ -597,8 +572,7 @@ static void
 s_cancel_argv (const char *const *sids, size_t n, jm_argv_t *argv)
 {
     jm_argv_add (argv, "qdel");
-    for (size_t i = 0; i < n; i++)
-        jm_argv_add (argv, sids[i]);
+    jm_batch_argv_add_all (argv, sids, n);
 }
 
 /* Not static: tests/test_sched_sge.c replays captured output through it. */

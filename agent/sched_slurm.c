@@ -123,14 +123,10 @@ s_message (int status, const char *out, const char *errout, char *err, size_t er
         snprintf (err, errlen, "exited with status %d and said nothing", status);
         return;
     }
-    size_t len = 0;
+    size_t len = 0, l;
+    const char *line;
     err[0] = '\0';
-    while (*src && len + 1 < errlen) {
-        size_t l = strcspn (src, "\n");
-        const char *line = src;
-        src += l;
-        if (*src)
-            src++;
+    while (len + 1 < errlen && jm_batch_next_line (&src, &line, &l)) {
         while (l > 0 && isspace ((unsigned char)line[l - 1]))
             l--;
         if (l == 0)
@@ -169,14 +165,19 @@ s_message (int status, const char *out, const char *errout, char *err, size_t er
     operation": the controller may have accepted the job before the reply
     was lost, and a second submit would run the same tasks twice into the
     same directories; failing names the problem and the user resubmits. */
+static const char *const s_retry_words[] = {
+    "SubmitJob",
+    "MaxSubmitJobs",
+    "Resource temporarily unavailable",
+    "temporarily unable to accept job",
+    "Unable to contact slurm controller",
+    NULL,
+};
+
 static jm_submit_rc_t
 s_refusal (const char *text)
 {
-    if (strstr (text, "SubmitJob") || strstr (text, "MaxSubmitJobs"))
-        return JM_SUBMIT_RETRY;
-    if (strstr (text, "Resource temporarily unavailable") ||
-        strstr (text, "temporarily unable to accept job") ||
-        strstr (text, "Unable to contact slurm controller"))
+    if (jm_batch_says (text, s_retry_words))
         return JM_SUBMIT_RETRY;
     if (strstr (text, "Job violates accounting/QOS policy")) {
         /* A reason line of its own ("sbatch: error: <Reason>") other than
@@ -213,8 +214,9 @@ s_parse_submit (int status, const char *out, const char *errout, char *id, size_
     }
     /* --parsable: "<id>" or "<id>;<cluster>" on a line of its own.  The
        cluster part is dropped: ids are only meaningful on this cluster. */
-    for (const char *line = out; *line;) {
-        size_t l = strcspn (line, "\n");
+    const char *line;
+    size_t l;
+    for (const char *p = out; jm_batch_next_line (&p, &line, &l);) {
         size_t d = 0;
         while (d < l && isdigit ((unsigned char)line[d]))
             d++;
@@ -226,9 +228,6 @@ s_parse_submit (int status, const char *out, const char *errout, char *id, size_
             id[d] = '\0';
             return JM_SUBMIT_OK;
         }
-        line += l;
-        if (*line)
-            line++;
     }
     char msg[512];
     s_message (status, out, errout, msg, sizeof msg);
@@ -365,12 +364,7 @@ typedef struct {
 static bool
 s_next_line (s_lines_t *it)
 {
-    while (*it->pos) {
-        it->line = it->pos;
-        it->len = strcspn (it->pos, "\n");
-        it->pos += it->len;
-        if (*it->pos)
-            it->pos++;
+    while (jm_batch_next_line (&it->pos, &it->line, &it->len)) {
         it->lineno++;
         size_t l = it->len;
         while (l > 0 && isspace ((unsigned char)it->line[l - 1]))
@@ -452,11 +446,8 @@ s_id_list (const char *const *sids, size_t n, bool bases_only)
 {
     jm_text_t b = JM_TEXT_INIT;
     for (size_t i = 0; i < n; i++) {
-        size_t l = bases_only ? strcspn (sids[i], "_") : strlen (sids[i]);
-        bool dup = false;
-        for (size_t j = 0; bases_only && j < i && !dup; j++)
-            dup = strcspn (sids[j], "_") == l && memcmp (sids[j], sids[i], l) == 0;
-        if (!dup)
+        size_t l = strlen (sids[i]);
+        if (!bases_only || jm_batch_base_is_new (sids, i, "_", &l))
             jm_text_add (&b, "%s%.*s", b.len ? "," : "", (int)l, sids[i]);
     }
     char *list = jm_text_take (&b);
@@ -554,8 +545,7 @@ static void
 s_cancel_argv (const char *const *sids, size_t n, jm_argv_t *argv)
 {
     jm_argv_add (argv, "scancel");
-    for (size_t i = 0; i < n; i++)
-        jm_argv_add (argv, sids[i]);
+    jm_batch_argv_add_all (argv, sids, n);
 }
 
 /* Not static: tests/test_sched_slurm.c declares it to test the dialect
