@@ -11,6 +11,8 @@
 /* cmocka needs the headers above first */
 #include <cmocka.h>
 
+#include "jm_test_sched.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,78 +22,13 @@ extern const jm_batch_dialect_t jm_batch_lsf_dialect;
 
 /* ------------------------------------------------------------- helpers */
 
-static jm_resources_t
-s_res (void)
-{
-    jm_resources_t r;
-    memset (&r, 0, sizeof r);
-    r.number_node = 1;
-    r.cpu_per_node = 1;
-    r.group_size = 1;
-    r.para_deg = 1;
-    r.queue_name = "";
-    r.custom_gpu_line = "";
-    r.pe_name = "smp";
-    r.job_name = "";
-    r.job_array = true;
-    return r;
-}
-
-typedef struct {
-    char sid[64];
-    jm_bstate_t state;
-    jm_verdict_t verdict;
-    char detail[512];
-} s_seen_t;
-
-typedef struct {
-    s_seen_t v[32];
-    size_t n;
-} s_seen_list_t;
-
-static void
-s_collect (void *arg, const jm_batch_seen_t *seen)
-{
-    s_seen_list_t *l = arg;
-    assert_true (l->n < 32);
-    s_seen_t *s = &l->v[l->n++];
-    snprintf (s->sid, sizeof s->sid, "%s", seen->sid);
-    s->state = seen->state;
-    s->verdict = seen->verdict;
-    snprintf (s->detail, sizeof s->detail, "%s", seen->detail ? seen->detail : "");
-}
-
-static const s_seen_t *
-s_find (const s_seen_list_t *l, const char *sid)
-{
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp (l->v[i].sid, sid) == 0)
-            return &l->v[i];
-    return NULL;
-}
-
-static char *
-s_join (const jm_argv_t *a)
-{
-    size_t len = 1;
-    for (size_t i = 0; i < a->n; i++)
-        len += strlen (a->v[i]) + 1;
-    char *s = calloc (1, len);
-    for (size_t i = 0; i < a->n; i++) {
-        if (i)
-            strcat (s, " ");
-        strcat (s, a->v[i]);
-    }
-    return s;
-}
-
 /* -------------------------------------------------------------- header */
 
 static void
 test_header_plain (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     r.queue_name = "normal";
     r.cpu_per_node = 4;
     char *flags[] = {"#BSUB -W 10", "#BSUB -M 2000"};
@@ -114,7 +51,7 @@ static void
 test_header_array_nodes_gpus (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     r.number_node = 2;
     r.cpu_per_node = 8;
     r.gpu_per_node = 2;
@@ -145,7 +82,7 @@ static void
 test_header_refuses_unquotable (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     char err[256] = "";
     char *h = D->header (&r, "jm1", 1, "/tmp/a\"b", err, sizeof err);
     assert_null (h);
@@ -165,7 +102,7 @@ test_submit_argv_and_data (void **state)
     assert_int_equal (D->max_array, 1000);
     jm_argv_t a = {0};
     D->submit_argv ("/x/submit.sh", 1, &a);
-    char *s = s_join (&a);
+    char *s = jm_test_argv_join (&a);
     /* the script is on stdin; one try only, the core backs off itself */
     assert_string_equal (s, "env LSB_NTRIES=1 bsub");
     assert_null (a.v[a.n]);
@@ -231,7 +168,7 @@ test_query_argv (void **state)
     const char *sids[] = {"100", "101[1]", "101[2]", "102", "101[3]"};
     jm_argv_t a = {0};
     D->query_argv ("alice", sids, 5, &a);
-    char *s = s_join (&a);
+    char *s = jm_test_argv_join (&a);
     assert_string_equal (s, "bjobs -a -noheader -o jobid jobindex stat exit_code exit_reason "
                             "delimiter='|' 100 101 102");
     assert_string_equal (a.v[4], "jobid jobindex stat exit_code exit_reason delimiter='|'");
@@ -240,7 +177,7 @@ test_query_argv (void **state)
 
     const char *k[] = {"100", "101[7]"};
     D->cancel_argv (k, 2, &a);
-    s = s_join (&a);
+    s = jm_test_argv_join (&a);
     assert_string_equal (s, "bkill 100 101[7]");
     free (s);
     jm_argv_clear (&a);
@@ -268,48 +205,48 @@ test_parse_query_states (void **state)
                       "108|0|WAIT|-|-\n"
                       "109[2]|2|EXIT|143|TERM_ADMIN: job killed by root or LSF administrator\n"
                       "110|0|EXIT|-|TERM_REMOVE_HUNG_JOB: job removed from the LSF system\n";
-    s_seen_list_t l = {0};
+    jm_test_seens_t l = {0};
     char err[256] = "";
-    assert_int_equal (D->parse_query (0, out, "", s_collect, &l, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (0, out, "", jm_test_on_seen, &l, err, sizeof err), 0);
     assert_int_equal (l.n, 15);
-    const s_seen_t *s;
-    assert_non_null (s = s_find (&l, "100"));
+    const jm_test_seen_t *s;
+    assert_non_null (s = jm_test_seen_find (&l, "100"));
     assert_int_equal (s->state, JM_BST_QUEUED);
-    assert_non_null (s = s_find (&l, "101[1]"));
+    assert_non_null (s = jm_test_seen_find (&l, "101[1]"));
     assert_int_equal (s->state, JM_BST_RUNNING);
-    assert_non_null (s = s_find (&l, "101[2]"));
+    assert_non_null (s = jm_test_seen_find (&l, "101[2]"));
     assert_int_equal (s->state, JM_BST_DONE);
     assert_int_equal (s->verdict, JM_VERDICT_COMPLETED);
-    assert_non_null (s = s_find (&l, "101[3]"));
+    assert_non_null (s = jm_test_seen_find (&l, "101[3]"));
     assert_int_equal (s->state, JM_BST_DONE);
     assert_int_equal (s->verdict, JM_VERDICT_TIMEOUT);
     assert_string_equal (s->detail,
                          "EXIT TERM_RUNLIMIT: job killed after reaching LSF run time limit, exit "
                          "code 140");
-    assert_non_null (s = s_find (&l, "101[4]"));
+    assert_non_null (s = jm_test_seen_find (&l, "101[4]"));
     assert_int_equal (s->verdict, JM_VERDICT_CANCELLED);
-    assert_non_null (s = s_find (&l, "101[5]"));
+    assert_non_null (s = jm_test_seen_find (&l, "101[5]"));
     assert_int_equal (s->verdict, JM_VERDICT_FAILED);
     assert_string_equal (s->detail, "EXIT, exit code 1");
-    assert_non_null (s = s_find (&l, "102"));
+    assert_non_null (s = jm_test_seen_find (&l, "102"));
     assert_int_equal (s->verdict, JM_VERDICT_OUT_OF_MEMORY);
     for (const char *q = "103\0"
                          "104\0"
                          "105\0"
                          "108\0";
          *q; q += strlen (q) + 1) {
-        assert_non_null (s = s_find (&l, q));
+        assert_non_null (s = jm_test_seen_find (&l, q));
         assert_int_equal (s->state, JM_BST_QUEUED);
     }
-    assert_non_null (s = s_find (&l, "106"));
+    assert_non_null (s = jm_test_seen_find (&l, "106"));
     assert_int_equal (s->state, JM_BST_RUNNING);
-    assert_non_null (s = s_find (&l, "107"));
+    assert_non_null (s = jm_test_seen_find (&l, "107"));
     assert_int_equal (s->state, JM_BST_DONE);
     assert_int_equal (s->verdict, JM_VERDICT_NODE_FAIL);
     /* LSB_BJOBS_DISPLAY_ENH=Y: the index inside the jobid column */
-    assert_non_null (s = s_find (&l, "109[2]"));
+    assert_non_null (s = jm_test_seen_find (&l, "109[2]"));
     assert_int_equal (s->verdict, JM_VERDICT_CANCELLED);
-    assert_non_null (s = s_find (&l, "110"));
+    assert_non_null (s = jm_test_seen_find (&l, "110"));
     assert_int_equal (s->verdict, JM_VERDICT_NODE_FAIL);
 }
 
@@ -317,23 +254,25 @@ static void
 test_parse_query_absent (void **state)
 {
     (void)state;
-    s_seen_list_t l = {0};
+    jm_test_seens_t l = {0};
     char err[256] = "";
     /* some ids gone: exit 255 and "not found" lines; the rest is reported */
     assert_int_equal (D->parse_query (255, "200|0|RUN|-|-\n",
-                                      "Job <201> is not found\nJob <202> is not found\n", s_collect,
-                                      &l, err, sizeof err),
+                                      "Job <201> is not found\nJob <202> is not found\n",
+                                      jm_test_on_seen, &l, err, sizeof err),
                       0);
     assert_int_equal (l.n, 1);
     assert_string_equal (l.v[0].sid, "200");
     /* all gone */
     l.n = 0;
     assert_int_equal (
-        D->parse_query (255, "", "Job <201> is not found\n", s_collect, &l, err, sizeof err), 0);
+        D->parse_query (255, "", "Job <201> is not found\n", jm_test_on_seen, &l, err, sizeof err),
+        0);
     assert_int_equal (l.n, 0);
     assert_int_equal (
-        D->parse_query (0, "", "No unfinished job found\n", s_collect, &l, err, sizeof err), 0);
-    assert_int_equal (D->parse_query (0, "", "", s_collect, &l, err, sizeof err), 0);
+        D->parse_query (0, "", "No unfinished job found\n", jm_test_on_seen, &l, err, sizeof err),
+        0);
+    assert_int_equal (D->parse_query (0, "", "", jm_test_on_seen, &l, err, sizeof err), 0);
     assert_int_equal (l.n, 0);
 }
 
@@ -341,11 +280,11 @@ static void
 test_parse_query_garbage (void **state)
 {
     (void)state;
-    s_seen_list_t l = {0};
+    jm_test_seens_t l = {0};
     char err[256] = "";
     /* a line that is not a record: nothing is reported at all */
-    assert_int_equal (D->parse_query (0, "300|0|RUN|-|-\nJOBID USER STAT QUEUE\n", "", s_collect,
-                                      &l, err, sizeof err),
+    assert_int_equal (D->parse_query (0, "300|0|RUN|-|-\nJOBID USER STAT QUEUE\n", "",
+                                      jm_test_on_seen, &l, err, sizeof err),
                       -1);
     assert_int_equal (l.n, 0);
     assert_non_null (strstr (err, "JOBID USER STAT QUEUE"));
@@ -356,7 +295,7 @@ test_parse_query_garbage (void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err[0] = '\0';
-        assert_int_equal (D->parse_query (0, bad[i], "", s_collect, &l, err, sizeof err), -1);
+        assert_int_equal (D->parse_query (0, bad[i], "", jm_test_on_seen, &l, err, sizeof err), -1);
         assert_true (strlen (err) > 0);
     }
     assert_int_equal (l.n, 0);
@@ -364,17 +303,17 @@ test_parse_query_garbage (void **state)
     assert_int_equal (D->parse_query (255, "",
                                       "LSF is down. Please wait...\nbatch system daemon not "
                                       "responding ... still trying\n",
-                                      s_collect, &l, err, sizeof err),
+                                      jm_test_on_seen, &l, err, sizeof err),
                       -1);
     assert_non_null (strstr (err, "LSF is down"));
-    assert_int_equal (D->parse_query (0, "", "Cannot connect to LSF. Please wait ...\n", s_collect,
-                                      &l, err, sizeof err),
+    assert_int_equal (D->parse_query (0, "", "Cannot connect to LSF. Please wait ...\n",
+                                      jm_test_on_seen, &l, err, sizeof err),
                       -1);
     assert_int_equal (D->parse_query (-1, "", "cannot start bjobs: No such file or directory",
-                                      s_collect, &l, err, sizeof err),
+                                      jm_test_on_seen, &l, err, sizeof err),
                       -1);
-    assert_int_equal (D->parse_query (1, "", "", s_collect, &l, err, sizeof err), -1);
-    assert_int_equal (D->parse_query (137, NULL, NULL, s_collect, &l, err, sizeof err), -1);
+    assert_int_equal (D->parse_query (1, "", "", jm_test_on_seen, &l, err, sizeof err), -1);
+    assert_int_equal (D->parse_query (137, NULL, NULL, jm_test_on_seen, &l, err, sizeof err), -1);
     assert_int_equal (l.n, 0);
 }
 

@@ -17,6 +17,8 @@
 /* cmocka needs the headers above first */
 #include <cmocka.h>
 
+#include "jm_test_sched.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,23 +28,6 @@ extern const jm_batch_dialect_t jm_torque_dialect;
 #define P (&jm_pbs_dialect)
 #define T (&jm_torque_dialect)
 
-static jm_resources_t
-s_res (void)
-{
-    jm_resources_t r;
-    memset (&r, 0, sizeof r);
-    r.number_node = 1;
-    r.cpu_per_node = 1;
-    r.group_size = 1;
-    r.para_deg = 1;
-    r.queue_name = "";
-    r.custom_gpu_line = "";
-    r.pe_name = "smp";
-    r.job_name = "";
-    r.job_array = true;
-    return r;
-}
-
 /* --------------------------------------------------------------------- */
 /* Headers */
 
@@ -50,7 +35,7 @@ static void
 test_header_pbspro_plain (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     char err[256] = "";
     char *h = P->header (&r, "jm17", 1, "/root/x/.jobman/jobs/17", err, sizeof err);
     assert_non_null (h);
@@ -65,7 +50,7 @@ static void
 test_header_pbspro_array (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     r.queue_name = "workq";
     r.number_node = 2;
     r.cpu_per_node = 8;
@@ -99,7 +84,7 @@ static void
 test_header_torque (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     char err[256] = "";
     char *h = T->header (&r, "jm3", 1, "/r/.jobman/jobs/3", err, sizeof err);
     assert_non_null (h);
@@ -133,7 +118,7 @@ static void
 test_header_refusals (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     char err[256] = "";
     /* -o takes [host:]path, and directive words split at blanks */
     assert_null (P->header (&r, "jm1", 1, "/my dir/jobs/1", err, sizeof err));
@@ -150,27 +135,15 @@ test_header_refusals (void **state)
 /* Submit */
 
 static void
-s_check_argv (const jm_argv_t *a, const char *const *want)
-{
-    size_t n = 0;
-    while (want[n])
-        n++;
-    assert_int_equal (a->n, n);
-    for (size_t i = 0; i < n; i++)
-        assert_string_equal (a->v[i], want[i]);
-    assert_null (a->v[n]);
-}
-
-static void
 test_submit_argv (void **state)
 {
     (void)state;
     jm_argv_t a = {0};
     P->submit_argv ("/r/.jobman/jobs/3/submit.sh", 4, &a);
-    s_check_argv (&a, (const char *[]){"qsub", "/r/.jobman/jobs/3/submit.sh", NULL});
+    jm_test_argv_check (&a, (const char *[]){"qsub", "/r/.jobman/jobs/3/submit.sh", NULL});
     jm_argv_clear (&a);
     T->submit_argv ("/s.sh", 1, &a);
-    s_check_argv (&a, (const char *[]){"qsub", "/s.sh", NULL});
+    jm_test_argv_check (&a, (const char *[]){"qsub", "/s.sh", NULL});
     jm_argv_clear (&a);
 }
 
@@ -259,66 +232,38 @@ test_query_cancel_argv (void **state)
     jm_argv_t a = {0};
     const char *sids[] = {"10[1].s", "10[2].s", "11.s", "10[3].s", "12[1].s"};
     P->query_argv ("alice", sids, 5, &a);
-    s_check_argv (&a,
-                  (const char *[]){"qstat", "-f", "-x", "-t", "10[].s", "11.s", "12[].s", NULL});
+    jm_test_argv_check (
+        &a, (const char *[]){"qstat", "-f", "-x", "-t", "10[].s", "11.s", "12[].s", NULL});
     jm_argv_clear (&a);
     T->query_argv ("alice", sids, 5, &a);
-    s_check_argv (&a, (const char *[]){"qstat", "-f", "-t", "10[].s", "11.s", "12[].s", NULL});
+    jm_test_argv_check (&a,
+                        (const char *[]){"qstat", "-f", "-t", "10[].s", "11.s", "12[].s", NULL});
     jm_argv_clear (&a);
     assert_non_null (P->final_argv);
     P->final_argv ("alice", sids + 2, 1, &a);
-    s_check_argv (&a, (const char *[]){"qstat", "-f", "-x", "-t", "11.s", NULL});
+    jm_test_argv_check (&a, (const char *[]){"qstat", "-f", "-x", "-t", "11.s", NULL});
     jm_argv_clear (&a);
     assert_null (T->final_argv); /* Torque: keep_completed, no history */
     P->cancel_argv (sids, 3, &a);
-    s_check_argv (&a, (const char *[]){"qdel", "10[1].s", "10[2].s", "11.s", NULL});
+    jm_test_argv_check (&a, (const char *[]){"qdel", "10[1].s", "10[2].s", "11.s", NULL});
     jm_argv_clear (&a);
     T->cancel_argv (sids + 2, 1, &a);
-    s_check_argv (&a, (const char *[]){"qdel", "11.s", NULL});
+    jm_test_argv_check (&a, (const char *[]){"qdel", "11.s", NULL});
     jm_argv_clear (&a);
 }
 
 /* --------------------------------------------------------------------- */
 /* Queries */
 
-typedef struct {
-    size_t n;
-    char sid[32][64];
-    jm_bstate_t state[32];
-    jm_verdict_t verdict[32];
-    char detail[32][300];
-} s_seen_t;
-
 static void
-s_on_seen (void *arg, const jm_batch_seen_t *seen)
+s_expect (const jm_test_seens_t *s, const char *sid, jm_bstate_t st, jm_verdict_t v,
+          const char *in_detail)
 {
-    s_seen_t *s = arg;
-    assert_true (s->n < 32);
-    snprintf (s->sid[s->n], sizeof s->sid[0], "%s", seen->sid);
-    s->state[s->n] = seen->state;
-    s->verdict[s->n] = seen->verdict;
-    snprintf (s->detail[s->n], sizeof s->detail[0], "%s", seen->detail ? seen->detail : "");
-    s->n++;
-}
-
-static int
-s_find (const s_seen_t *s, const char *sid)
-{
-    for (size_t i = 0; i < s->n; i++)
-        if (strcmp (s->sid[i], sid) == 0)
-            return (int)i;
-    fail_msg ("job %s not reported", sid);
-    return -1;
-}
-
-static void
-s_expect (const s_seen_t *s, const char *sid, jm_bstate_t st, jm_verdict_t v, const char *in_detail)
-{
-    int i = s_find (s, sid);
-    assert_int_equal (s->state[i], st);
-    assert_int_equal (s->verdict[i], v);
-    if (in_detail && !strstr (s->detail[i], in_detail))
-        fail_msg ("%s: detail '%s' lacks '%s'", sid, s->detail[i], in_detail);
+    const jm_test_seen_t *e = jm_test_seen_get (s, sid);
+    assert_int_equal (e->state, st);
+    assert_int_equal (e->verdict, v);
+    if (in_detail && !strstr (e->detail, in_detail))
+        fail_msg ("%s: detail '%s' lacks '%s'", sid, e->detail, in_detail);
 }
 
 /* qstat -f -x -t for PBS Pro in the Reference Guide's layout: an array
@@ -423,12 +368,13 @@ static void
 test_parse_query_pbspro (void **state)
 {
     (void)state;
-    s_seen_t s = {0};
+    jm_test_seens_t s = {0};
     char err[512] = "";
-    assert_int_equal (P->parse_query (0, s_pbspro_out, "", s_on_seen, &s, err, sizeof err), 0);
+    assert_int_equal (P->parse_query (0, s_pbspro_out, "", jm_test_on_seen, &s, err, sizeof err),
+                      0);
     assert_int_equal (s.n, 14); /* everything but the array itself */
     for (size_t i = 0; i < s.n; i++)
-        assert_null (strstr (s.sid[i], "[]"));
+        assert_null (strstr (s.v[i].sid, "[]"));
     s_expect (&s, "1235[1].pbs01", JM_BST_DONE, JM_VERDICT_COMPLETED, "Exit_status 0");
     s_expect (&s, "1235[2].pbs01", JM_BST_RUNNING, JM_VERDICT_NONE, NULL);
     s_expect (&s, "1240.pbs01", JM_BST_DONE, JM_VERDICT_TIMEOUT, "-29 JOB_EXEC_KILL_WALLTIME");
@@ -446,10 +392,11 @@ test_parse_query_pbspro (void **state)
 
     /* the final query reports only what has finished */
     memset (&s, 0, sizeof s);
-    assert_int_equal (P->parse_final (0, s_pbspro_out, "", s_on_seen, &s, err, sizeof err), 0);
+    assert_int_equal (P->parse_final (0, s_pbspro_out, "", jm_test_on_seen, &s, err, sizeof err),
+                      0);
     assert_int_equal (s.n, 9);
     for (size_t i = 0; i < s.n; i++)
-        assert_int_equal (s.state[i], JM_BST_DONE);
+        assert_int_equal (s.v[i].state, JM_BST_DONE);
 }
 
 /* Purged history / unknown ids: the rest of the answer still counts. */
@@ -457,34 +404,34 @@ static void
 test_parse_query_unknown_ids (void **state)
 {
     (void)state;
-    s_seen_t s = {0};
+    jm_test_seens_t s = {0};
     char err[512] = "";
     const char *out = "Job Id: 1246.pbs01\n    job_state = Q\n\n";
     assert_int_equal (P->parse_query (153, out,
                                       "qstat: Unknown Job Id 1200.pbs01\n"
                                       "qstat: Unknown Job Id 1201[].pbs01\n",
-                                      s_on_seen, &s, err, sizeof err),
+                                      jm_test_on_seen, &s, err, sizeof err),
                       0);
     assert_int_equal (s.n, 1);
     s_expect (&s, "1246.pbs01", JM_BST_QUEUED, JM_VERDICT_NONE, NULL);
     memset (&s, 0, sizeof s);
     assert_int_equal (T->parse_query (153, "", "qstat: Unknown Job Id Error 77.torque-head\n",
-                                      s_on_seen, &s, err, sizeof err),
+                                      jm_test_on_seen, &s, err, sizeof err),
                       0);
     assert_int_equal (s.n, 0);
     /* nothing at all in the queue */
-    assert_int_equal (P->parse_query (0, "", "", s_on_seen, &s, err, sizeof err), 0);
+    assert_int_equal (P->parse_query (0, "", "", jm_test_on_seen, &s, err, sizeof err), 0);
     assert_int_equal (s.n, 0);
     /* but a server that does not answer concludes nothing */
     err[0] = 0;
     assert_int_equal (
         P->parse_query (2, "",
                         "Connection refused\nqstat: cannot connect to server pbs01 (errno=111)\n",
-                        s_on_seen, &s, err, sizeof err),
+                        jm_test_on_seen, &s, err, sizeof err),
         -1);
     assert_non_null (strstr (err, "Connection refused"));
     err[0] = 0;
-    assert_int_equal (T->parse_query (1, "", "", s_on_seen, &s, err, sizeof err), -1);
+    assert_int_equal (T->parse_query (1, "", "", jm_test_on_seen, &s, err, sizeof err), -1);
     assert_non_null (strstr (err, "status 1"));
     assert_int_equal (s.n, 0);
 }
@@ -561,9 +508,10 @@ static void
 test_parse_query_torque (void **state)
 {
     (void)state;
-    s_seen_t s = {0};
+    jm_test_seens_t s = {0};
     char err[512] = "";
-    assert_int_equal (T->parse_query (0, s_torque_out, "", s_on_seen, &s, err, sizeof err), 0);
+    assert_int_equal (T->parse_query (0, s_torque_out, "", jm_test_on_seen, &s, err, sizeof err),
+                      0);
     assert_int_equal (s.n, 11);
     s_expect (&s, "179.torque-head", JM_BST_DONE, JM_VERDICT_TIMEOUT, "JOB_EXEC_OVERLIMIT_WT");
     s_expect (&s, "180[1].torque-head", JM_BST_DONE, JM_VERDICT_COMPLETED, NULL);
@@ -578,9 +526,9 @@ test_parse_query_torque (void **state)
     s_expect (&s, "187.torque-head", JM_BST_QUEUED, JM_VERDICT_NONE, NULL);
     /* Torque has no PBS Pro states: F means nothing there */
     memset (&s, 0, sizeof s);
-    assert_int_equal (
-        T->parse_query (0, "Job Id: 1.t\n    job_state = F\n", "", s_on_seen, &s, err, sizeof err),
-        -1);
+    assert_int_equal (T->parse_query (0, "Job Id: 1.t\n    job_state = F\n", "", jm_test_on_seen,
+                                      &s, err, sizeof err),
+                      -1);
     assert_int_equal (s.n, 0);
 }
 
@@ -636,9 +584,9 @@ static void
 test_parse_query_fake (void **state)
 {
     (void)state;
-    s_seen_t s = {0};
+    jm_test_seens_t s = {0};
     char err[512] = "";
-    assert_int_equal (P->parse_query (0, s_fake_out, "", s_on_seen, &s, err, sizeof err), 0);
+    assert_int_equal (P->parse_query (0, s_fake_out, "", jm_test_on_seen, &s, err, sizeof err), 0);
     assert_int_equal (s.n, 2);
     s_expect (&s, "1[2].fakesrv", JM_BST_DONE, JM_VERDICT_TIMEOUT, "KILL_WALLTIME");
     s_expect (&s, "1[3].fakesrv", JM_BST_DONE, JM_VERDICT_FAILED, "Exit_status 3");
@@ -660,17 +608,17 @@ test_parse_query_garbage (void **state)
                          "Job Id: 1.x\n    job_state = R\nJob Id: 2.x\n", /* second without state */
                          NULL};
     for (size_t i = 0; bad[i]; i++) {
-        s_seen_t s = {0};
+        jm_test_seens_t s = {0};
         char err[512] = "";
-        assert_int_equal (P->parse_query (0, bad[i], "", s_on_seen, &s, err, sizeof err), -1);
+        assert_int_equal (P->parse_query (0, bad[i], "", jm_test_on_seen, &s, err, sizeof err), -1);
         assert_true (*err);
         assert_int_equal (s.n, 0); /* nothing reported from a bad answer */
         err[0] = 0;
-        assert_int_equal (T->parse_query (0, bad[i], "", s_on_seen, &s, err, sizeof err), -1);
+        assert_int_equal (T->parse_query (0, bad[i], "", jm_test_on_seen, &s, err, sizeof err), -1);
         assert_true (*err);
         assert_int_equal (s.n, 0);
         err[0] = 0;
-        assert_int_equal (P->parse_final (0, bad[i], "", s_on_seen, &s, err, sizeof err), -1);
+        assert_int_equal (P->parse_final (0, bad[i], "", jm_test_on_seen, &s, err, sizeof err), -1);
         assert_int_equal (s.n, 0);
     }
 }

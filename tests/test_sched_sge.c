@@ -18,6 +18,8 @@
 /* cmocka needs the headers above first */
 #include <cmocka.h>
 
+#include "jm_test_sched.h"
+
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,69 +93,13 @@ s_cap_free (s_cap_t *c)
     free (c->err);
 }
 
-/* What a parser reported. */
-typedef struct {
-    char sid[48];
-    jm_bstate_t state;
-    jm_verdict_t verdict;
-    char detail[256];
-} s_seen_t;
-
-typedef struct {
-    s_seen_t v[512];
-    size_t n;
-} s_seen_list_t;
-
-static void
-s_on_seen (void *arg, const jm_batch_seen_t *seen)
-{
-    s_seen_list_t *l = arg;
-    assert_true (l->n < 512);
-    s_seen_t *s = &l->v[l->n++];
-    snprintf (s->sid, sizeof s->sid, "%s", seen->sid);
-    s->state = seen->state;
-    s->verdict = seen->verdict;
-    snprintf (s->detail, sizeof s->detail, "%s", seen->detail ? seen->detail : "");
-}
-
-static const s_seen_t *
-s_find (const s_seen_list_t *l, const char *sid)
-{
-    const s_seen_t *found = NULL;
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp (l->v[i].sid, sid) == 0) {
-            assert_null (found); /* reported once */
-            found = &l->v[i];
-        }
-    if (!found)
-        fail_msg ("%s not reported", sid);
-    return found;
-}
-
 /* ------------------------------------------------------------- header */
-
-static jm_resources_t
-s_res (void)
-{
-    jm_resources_t r;
-    memset (&r, 0, sizeof r);
-    r.number_node = 1;
-    r.cpu_per_node = 1;
-    r.group_size = 1;
-    r.para_deg = 1;
-    r.queue_name = "";
-    r.custom_gpu_line = "";
-    r.pe_name = "smp";
-    r.job_name = "";
-    r.job_array = true;
-    return r;
-}
 
 static void
 test_header_plain (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     char err[256] = "";
     char *h = D->header (&r, "jm17", 1, "/root/x y/.jobman/jobs/17", err, sizeof err);
     assert_non_null (h);
@@ -168,7 +114,7 @@ static void
 test_header_array (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     r.queue_name = "all.q";
     r.cpu_per_node = 4;
     r.number_node = 2;
@@ -199,7 +145,7 @@ static void
 test_header_names (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     char err[256] = "";
     char *h = D->header (&r, "1abc:x@y", 1, "/j", err, sizeof err);
     assert_non_null (h);
@@ -221,7 +167,7 @@ static void
 test_header_bad_log_dir (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     char err[256] = "";
     assert_null (D->header (&r, "jm1", 1, "/tmp/c:d", err, sizeof err));
     assert_non_null (strstr (err, "/tmp/c:d"));
@@ -336,24 +282,24 @@ test_query_pending_array (void **state)
 {
     (void)state;
     s_cap_t c = s_cap ("qstat_pending_array");
-    s_seen_list_t l = {.n = 0};
+    jm_test_seens_t l = {.n = 0};
     char err[256] = "";
-    assert_int_equal (D->parse_query (c.rc, c.out, c.err, s_on_seen, &l, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (c.rc, c.out, c.err, jm_test_on_seen, &l, err, sizeof err), 0);
     /* array 91: 1 and 3 run, 4-6:1 pending (2 already done); held plain
        92; held array 93 1-5:1 */
     assert_int_equal (l.n, 2 + 3 + 1 + 5);
-    assert_int_equal (s_find (&l, "91.1")->state, JM_BST_RUNNING);
-    assert_int_equal (s_find (&l, "91.3")->state, JM_BST_RUNNING);
+    assert_int_equal (jm_test_seen_get (&l, "91.1")->state, JM_BST_RUNNING);
+    assert_int_equal (jm_test_seen_get (&l, "91.3")->state, JM_BST_RUNNING);
     for (int i = 4; i <= 6; i++) {
         char sid[16];
         snprintf (sid, sizeof sid, "91.%d", i);
-        assert_int_equal (s_find (&l, sid)->state, JM_BST_QUEUED);
+        assert_int_equal (jm_test_seen_get (&l, sid)->state, JM_BST_QUEUED);
     }
-    assert_int_equal (s_find (&l, "92")->state, JM_BST_QUEUED);
+    assert_int_equal (jm_test_seen_get (&l, "92")->state, JM_BST_QUEUED);
     for (int i = 1; i <= 5; i++) {
         char sid[16];
         snprintf (sid, sizeof sid, "93.%d", i);
-        assert_int_equal (s_find (&l, sid)->state, JM_BST_QUEUED);
+        assert_int_equal (jm_test_seen_get (&l, sid)->state, JM_BST_QUEUED);
     }
     for (size_t i = 0; i < l.n; i++)
         assert_string_not_equal (l.v[i].sid, "91.2");
@@ -365,19 +311,19 @@ test_query_mixed (void **state)
 {
     (void)state;
     s_cap_t c = s_cap ("qstat_mixed");
-    s_seen_list_t l = {.n = 0};
+    jm_test_seens_t l = {.n = 0};
     char err[256] = "";
-    assert_int_equal (D->parse_query (c.rc, c.out, c.err, s_on_seen, &l, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (c.rc, c.out, c.err, jm_test_on_seen, &l, err, sizeof err), 0);
     /* suspended 95 (s), 94 in Eqw, held 92, held array 93 with "1,2" left */
     assert_int_equal (l.n, 5);
-    assert_int_equal (s_find (&l, "95")->state, JM_BST_RUNNING);
-    const s_seen_t *e = s_find (&l, "94");
+    assert_int_equal (jm_test_seen_get (&l, "95")->state, JM_BST_RUNNING);
+    const jm_test_seen_t *e = jm_test_seen_get (&l, "94");
     assert_int_equal (e->state, JM_BST_ERROR);
     assert_int_equal (e->verdict, JM_VERDICT_FAILED);
     assert_string_equal (e->detail, "Eqw");
-    assert_int_equal (s_find (&l, "92")->state, JM_BST_QUEUED);
-    assert_int_equal (s_find (&l, "93.1")->state, JM_BST_QUEUED);
-    assert_int_equal (s_find (&l, "93.2")->state, JM_BST_QUEUED);
+    assert_int_equal (jm_test_seen_get (&l, "92")->state, JM_BST_QUEUED);
+    assert_int_equal (jm_test_seen_get (&l, "93.1")->state, JM_BST_QUEUED);
+    assert_int_equal (jm_test_seen_get (&l, "93.2")->state, JM_BST_QUEUED);
     s_cap_free (&c);
 }
 
@@ -385,14 +331,15 @@ static void
 test_query_empty_and_down (void **state)
 {
     (void)state;
-    s_seen_list_t l = {.n = 0};
+    jm_test_seens_t l = {.n = 0};
     char err[256] = "";
     s_cap_t c = s_cap ("qstat_empty");
-    assert_int_equal (D->parse_query (c.rc, c.out, c.err, s_on_seen, &l, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (c.rc, c.out, c.err, jm_test_on_seen, &l, err, sizeof err), 0);
     assert_int_equal (l.n, 0);
     s_cap_free (&c);
     c = s_cap ("qstat_noqmaster");
-    assert_int_equal (D->parse_query (c.rc, c.out, c.err, s_on_seen, &l, err, sizeof err), -1);
+    assert_int_equal (D->parse_query (c.rc, c.out, c.err, jm_test_on_seen, &l, err, sizeof err),
+                      -1);
     assert_non_null (strstr (err, "unable to send message to qmaster"));
     assert_int_equal (l.n, 0);
     s_cap_free (&c);
@@ -419,9 +366,9 @@ test_query_states (void **state)
                   "state=\"x\">\n   <JB_job_number>7</JB_job_number>\n   <state>%s</state>\n  "
                   "</job_list>\n </queue_info>\n</job_info>\n",
                   cases[i].st);
-        s_seen_list_t l = {.n = 0};
+        jm_test_seens_t l = {.n = 0};
         char err[256] = "";
-        assert_int_equal (D->parse_query (0, xml, "", s_on_seen, &l, err, sizeof err), 0);
+        assert_int_equal (D->parse_query (0, xml, "", jm_test_on_seen, &l, err, sizeof err), 0);
         assert_int_equal (l.n, 1);
         assert_string_equal (l.v[0].sid, "7");
         if (l.v[0].state != cases[i].want)
@@ -430,9 +377,9 @@ test_query_states (void **state)
     const char *xml = "<job_info><job_info><job_list state=\"pending\"><JB_job_number>8"
                       "</JB_job_number><state>qw</state><tasks>1-9:4,12,20-21:1</tasks>"
                       "</job_list></job_info></job_info>";
-    s_seen_list_t l = {.n = 0};
+    jm_test_seens_t l = {.n = 0};
     char err[256] = "";
-    assert_int_equal (D->parse_query (0, xml, "", s_on_seen, &l, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (0, xml, "", jm_test_on_seen, &l, err, sizeof err), 0);
     assert_int_equal (l.n, 6);
     assert_string_equal (l.v[0].sid, "8.1");
     assert_string_equal (l.v[1].sid, "8.5");
@@ -470,15 +417,15 @@ test_query_garbage (void **state)
         "</tasks></job_list></job_info>",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        s_seen_list_t l = {.n = 0};
+        jm_test_seens_t l = {.n = 0};
         char err[256] = "";
-        if (D->parse_query (0, bad[i], "", s_on_seen, &l, err, sizeof err) != -1)
+        if (D->parse_query (0, bad[i], "", jm_test_on_seen, &l, err, sizeof err) != -1)
             fail_msg ("garbage %zu accepted", i);
         assert_true (strlen (err) > 0);
     }
-    s_seen_list_t l = {.n = 0};
+    jm_test_seens_t l = {.n = 0};
     char err[256] = "";
-    assert_int_equal (D->parse_query (0, NULL, NULL, s_on_seen, &l, err, sizeof err), -1);
+    assert_int_equal (D->parse_query (0, NULL, NULL, jm_test_on_seen, &l, err, sizeof err), -1);
 }
 
 /* -------------------------------------------------------------- final */
@@ -488,25 +435,25 @@ test_final_mixed (void **state)
 {
     (void)state;
     s_cap_t c = s_cap ("qacct_mixed");
-    s_seen_list_t l = {.n = 0};
+    jm_test_seens_t l = {.n = 0};
     char err[256] = "";
     /* exit 1: the last qacct (job 101, deleted before it ran) found nothing */
     assert_int_equal (c.rc, 1);
-    assert_int_equal (D->parse_final (c.rc, c.out, c.err, s_on_seen, &l, err, sizeof err), 0);
+    assert_int_equal (D->parse_final (c.rc, c.out, c.err, jm_test_on_seen, &l, err, sizeof err), 0);
     assert_int_equal (l.n, 7);
     for (size_t i = 0; i < l.n; i++)
         assert_int_equal (l.v[i].state, JM_BST_DONE);
-    assert_int_equal (s_find (&l, "96")->verdict, JM_VERDICT_COMPLETED);
-    const s_seen_t *s = s_find (&l, "97");
+    assert_int_equal (jm_test_seen_get (&l, "96")->verdict, JM_VERDICT_COMPLETED);
+    const jm_test_seen_t *s = jm_test_seen_get (&l, "97");
     assert_int_equal (s->verdict, JM_VERDICT_FAILED);
     assert_non_null (strstr (s->detail, "exit_status 3"));
-    assert_int_equal (s_find (&l, "98.1")->verdict, JM_VERDICT_COMPLETED);
-    assert_int_equal (s_find (&l, "98.2")->verdict, JM_VERDICT_FAILED);
-    assert_int_equal (s_find (&l, "98.3")->verdict, JM_VERDICT_COMPLETED);
-    s = s_find (&l, "99");
+    assert_int_equal (jm_test_seen_get (&l, "98.1")->verdict, JM_VERDICT_COMPLETED);
+    assert_int_equal (jm_test_seen_get (&l, "98.2")->verdict, JM_VERDICT_FAILED);
+    assert_int_equal (jm_test_seen_get (&l, "98.3")->verdict, JM_VERDICT_COMPLETED);
+    s = jm_test_seen_get (&l, "99");
     assert_int_equal (s->verdict, JM_VERDICT_TIMEOUT);
     assert_non_null (strstr (s->detail, "failed 37: qmaster enforced h_rt"));
-    s = s_find (&l, "100");
+    s = jm_test_seen_get (&l, "100");
     assert_int_equal (s->verdict, JM_VERDICT_CANCELLED);
     assert_non_null (strstr (s->detail, "failed 100: assumedly after job, exit_status 137"));
     s_cap_free (&c);
@@ -517,9 +464,9 @@ test_final_notfound (void **state)
 {
     (void)state;
     s_cap_t c = s_cap ("qacct_notfound");
-    s_seen_list_t l = {.n = 0};
+    jm_test_seens_t l = {.n = 0};
     char err[256] = "";
-    assert_int_equal (D->parse_final (c.rc, c.out, c.err, s_on_seen, &l, err, sizeof err), 0);
+    assert_int_equal (D->parse_final (c.rc, c.out, c.err, jm_test_on_seen, &l, err, sizeof err), 0);
     assert_int_equal (l.n, 0);
     s_cap_free (&c);
 }
@@ -538,12 +485,12 @@ test_final_last_record_wins (void **state)
                       "==============================================================\n"
                       "jobnumber    5\ntaskid       undefined\nfailed       37  : qmaster "
                       "enforced h_rt, h_cpu, or h_vmem limit\nexit_status  137   (Killed)\n";
-    s_seen_list_t l = {.n = 0};
+    jm_test_seens_t l = {.n = 0};
     char err[256] = "";
-    assert_int_equal (D->parse_final (0, out, "", s_on_seen, &l, err, sizeof err), 0);
+    assert_int_equal (D->parse_final (0, out, "", jm_test_on_seen, &l, err, sizeof err), 0);
     assert_int_equal (l.n, 2);
-    assert_int_equal (s_find (&l, "5")->verdict, JM_VERDICT_TIMEOUT);
-    assert_int_equal (s_find (&l, "6.2")->verdict, JM_VERDICT_NODE_FAIL);
+    assert_int_equal (jm_test_seen_get (&l, "5")->verdict, JM_VERDICT_TIMEOUT);
+    assert_int_equal (jm_test_seen_get (&l, "6.2")->verdict, JM_VERDICT_NODE_FAIL);
 }
 
 static void
@@ -560,18 +507,19 @@ test_final_garbage (void **state)
         "==========\njobnumber 123456789012345678901234567890\nfailed 0\nexit_status 0\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        s_seen_list_t l = {.n = 0};
+        jm_test_seens_t l = {.n = 0};
         char err[256] = "";
-        if (D->parse_final (0, bad[i], "", s_on_seen, &l, err, sizeof err) != -1)
+        if (D->parse_final (0, bad[i], "", jm_test_on_seen, &l, err, sizeof err) != -1)
             fail_msg ("garbage %zu accepted", i);
         assert_true (strlen (err) > 0);
     }
-    s_seen_list_t l = {.n = 0};
+    jm_test_seens_t l = {.n = 0};
     char err[256] = "";
     assert_int_equal (
-        D->parse_final (127, "", "sh: 1: qacct: not found\n", s_on_seen, &l, err, sizeof err), -1);
+        D->parse_final (127, "", "sh: 1: qacct: not found\n", jm_test_on_seen, &l, err, sizeof err),
+        -1);
     assert_non_null (strstr (err, "qacct: not found"));
-    assert_int_equal (D->parse_final (0, NULL, NULL, s_on_seen, &l, err, sizeof err), 0);
+    assert_int_equal (D->parse_final (0, NULL, NULL, jm_test_on_seen, &l, err, sizeof err), 0);
     assert_int_equal (l.n, 0);
 }
 

@@ -16,6 +16,8 @@
 /* cmocka needs the headers above first */
 #include <cmocka.h>
 
+#include "jm_test_sched.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,28 +28,11 @@ extern const jm_batch_dialect_t jm_slurm_dialect;
 /* --------------------------------------------------------------------- */
 /* Header */
 
-static jm_resources_t
-s_res (void)
-{
-    jm_resources_t r;
-    memset (&r, 0, sizeof r);
-    r.number_node = 1;
-    r.cpu_per_node = 1;
-    r.group_size = 1;
-    r.para_deg = 1;
-    r.queue_name = "";
-    r.custom_gpu_line = "";
-    r.pe_name = "smp";
-    r.job_name = "";
-    r.job_array = true;
-    return r;
-}
-
 static void
 test_header_plain (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     char err[256] = "";
     char *h = D->header (&r, "jm17", 1, "/root/x/.jobman/jobs/17", err, sizeof err);
     assert_non_null (h);
@@ -63,7 +48,7 @@ static void
 test_header_array_queue_flags (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     r.queue_name = "debug";
     r.number_node = 2;
     r.cpu_per_node = 8;
@@ -90,7 +75,7 @@ static void
 test_header_gpu (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     r.gpu_per_node = 2;
     char err[256] = "";
     char *h = D->header (&r, "g", 1, "/l", err, sizeof err);
@@ -117,7 +102,7 @@ static void
 test_header_bad_dir (void **state)
 {
     (void)state;
-    jm_resources_t r = s_res ();
+    jm_resources_t r = jm_test_res ();
     char err[256] = "";
     char *h = D->header (&r, "x", 1, "/a\"b", err, sizeof err);
     assert_null (h);
@@ -257,28 +242,6 @@ test_submit_refusals (void **state)
 /* --------------------------------------------------------------------- */
 /* Query and final */
 
-typedef struct {
-    char log[4096]; /* "sid=STATE/VERDICT(detail) ..." */
-    int n;
-} s_seen_t;
-
-static const char *
-s_state_name (jm_bstate_t s)
-{
-    return s == JM_BST_QUEUED ? "Q" : s == JM_BST_RUNNING ? "R" : s == JM_BST_DONE ? "D" : "E";
-}
-
-static void
-s_on_seen (void *arg, const jm_batch_seen_t *s)
-{
-    s_seen_t *c = arg;
-    char item[512];
-    snprintf (item, sizeof item, "%s%s=%s/%s(%s)", c->n ? " " : "", s->sid, s_state_name (s->state),
-              jm_verdict_name (s->verdict), s->detail);
-    strncat (c->log, item, sizeof c->log - strlen (c->log) - 1);
-    c->n++;
-}
-
 static void
 test_query_argv (void **state)
 {
@@ -339,8 +302,8 @@ test_parse_query_real (void **state)
 {
     (void)state;
     char err[256];
-    s_seen_t c = {0};
-    assert_int_equal (D->parse_query (0, s_q_pending, "", s_on_seen, &c, err, sizeof err), 0);
+    jm_test_seens_t c = {0};
+    assert_int_equal (D->parse_query (0, s_q_pending, "", jm_test_on_seen, &c, err, sizeof err), 0);
     assert_int_equal (c.n, 11);
     assert_string_equal (c.log, "6=D/COMPLETED(COMPLETED) 7=Q/NONE(PENDING, reason Resources) "
                                 "8=Q/NONE(PENDING, reason Priority) 9_1=Q/NONE(PENDING, reason "
@@ -351,7 +314,7 @@ test_parse_query_real (void **state)
                                 "reason JobHeldUser) 5=R/NONE(RUNNING)");
 
     memset (&c, 0, sizeof c);
-    assert_int_equal (D->parse_query (0, s_q_cancel, "", s_on_seen, &c, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (0, s_q_cancel, "", jm_test_on_seen, &c, err, sizeof err), 0);
     assert_int_equal (c.n, 11);
     assert_non_null (strstr (c.log, "8=D/CANCELLED(CANCELLED) "));
     assert_non_null (strstr (c.log, "9_1=D/COMPLETED(COMPLETED) "));
@@ -360,29 +323,29 @@ test_parse_query_real (void **state)
     assert_non_null (strstr (c.log, "9_3=R/NONE(RUNNING)"));
 
     memset (&c, 0, sizeof c);
-    assert_int_equal (D->parse_query (0, s_q_timeout, "", s_on_seen, &c, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (0, s_q_timeout, "", jm_test_on_seen, &c, err, sizeof err), 0);
     assert_int_equal (c.n, 5);
     assert_non_null (strstr (c.log, "5=D/TIMEOUT(TIMEOUT, reason TimeLimit)"));
 
     memset (&c, 0, sizeof c);
-    assert_int_equal (D->parse_query (0, s_q_launch, "", s_on_seen, &c, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (0, s_q_launch, "", jm_test_on_seen, &c, err, sizeof err), 0);
     assert_string_equal (c.log, "13=D/FAILED(FAILED, reason JobLaunchFailure) "
                                 "14=D/FAILED(FAILED, reason JobLaunchFailure)");
 
     /* nothing of ours left (several ids asked): empty, status 0 */
     memset (&c, 0, sizeof c);
-    assert_int_equal (D->parse_query (0, "", "", s_on_seen, &c, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (0, "", "", jm_test_on_seen, &c, err, sizeof err), 0);
     assert_int_equal (c.n, 0);
     /* ONE id asked and purged: squeue exits 1 (captured) - the job left */
     assert_int_equal (D->parse_query (1, "", "slurm_load_jobs error: Invalid job id specified\n",
-                                      s_on_seen, &c, err, sizeof err),
+                                      jm_test_on_seen, &c, err, sizeof err),
                       0);
     assert_int_equal (c.n, 0);
     /* controller unreachable (captured): the query failed, nothing concluded */
     assert_int_equal (D->parse_query (1, "",
                                       "slurm_load_jobs error: Unable to contact slurm controller "
                                       "(connect failure)\n",
-                                      s_on_seen, &c, err, sizeof err),
+                                      jm_test_on_seen, &c, err, sizeof err),
                       -1);
     assert_non_null (strstr (err, "Unable to contact slurm controller"));
     assert_int_equal (c.n, 0);
@@ -393,7 +356,7 @@ test_parse_query_states (void **state)
 {
     (void)state;
     char err[256];
-    s_seen_t c = {0};
+    jm_test_seens_t c = {0};
     const char *out = "1|CONFIGURING|None\n"
                       "2|COMPLETING|None\n"
                       "3|SUSPENDED|None\n"
@@ -407,7 +370,7 @@ test_parse_query_states (void **state)
                       "11|SPECIAL_EXIT|None\n"
                       "12|PENDING|JobHeldAdmin\n"
                       "13|SOMETHING_NEW|None\n";
-    assert_int_equal (D->parse_query (0, out, "", s_on_seen, &c, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (0, out, "", jm_test_on_seen, &c, err, sizeof err), 0);
     assert_string_equal (c.log, "1=Q/NONE(CONFIGURING) 2=R/NONE(COMPLETING) "
                                 "3=Q/NONE(SUSPENDED) 4=Q/NONE(REQUEUED) "
                                 "5=D/NODE_FAIL(NODE_FAIL) "
@@ -436,9 +399,9 @@ test_parse_query_garbage (void **state)
         "|||\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        s_seen_t c = {0};
+        jm_test_seens_t c = {0};
         err[0] = '\0';
-        assert_int_equal (D->parse_query (0, bad[i], "", s_on_seen, &c, err, sizeof err), -1);
+        assert_int_equal (D->parse_query (0, bad[i], "", jm_test_on_seen, &c, err, sizeof err), -1);
         assert_int_equal (c.n, 0); /* nonsense reports nothing at all */
         assert_non_null (strstr (err, "squeue output line"));
     }
@@ -446,14 +409,14 @@ test_parse_query_garbage (void **state)
     char *big = malloc (100001);
     memset (big, 'A', 100000);
     big[100000] = '\0';
-    s_seen_t c = {0};
-    assert_int_equal (D->parse_query (0, big, "", s_on_seen, &c, err, sizeof err), -1);
-    assert_int_equal (D->parse_final (0, big, "", s_on_seen, &c, err, sizeof err), -1);
+    jm_test_seens_t c = {0};
+    assert_int_equal (D->parse_query (0, big, "", jm_test_on_seen, &c, err, sizeof err), -1);
+    assert_int_equal (D->parse_final (0, big, "", jm_test_on_seen, &c, err, sizeof err), -1);
     assert_int_equal (c.n, 0);
     free (big);
     /* NULL streams */
-    assert_int_equal (D->parse_query (0, NULL, NULL, s_on_seen, &c, err, sizeof err), 0);
-    assert_int_equal (D->parse_final (0, NULL, NULL, s_on_seen, &c, err, sizeof err), 0);
+    assert_int_equal (D->parse_query (0, NULL, NULL, jm_test_on_seen, &c, err, sizeof err), 0);
+    assert_int_equal (D->parse_final (0, NULL, NULL, jm_test_on_seen, &c, err, sizeof err), 0);
 }
 
 static void
@@ -487,9 +450,9 @@ test_parse_final_real (void **state)
                         "11|COMPLETED|0:0\n"
                         "9|COMPLETED|0:0\n"
                         "13|FAILED|0:53\n";
-    s_seen_t c = {0};
+    jm_test_seens_t c = {0};
     assert_int_equal (D->parse_final (0, c_out, "sacct: error: Unknown type ArrayJobId: 9\n",
-                                      s_on_seen, &c, err, sizeof err),
+                                      jm_test_on_seen, &c, err, sizeof err),
                       0);
     assert_string_equal (c.log, "4=D/TIMEOUT(TIMEOUT) 7=D/FAILED(FAILED, exit code 3:0) "
                                 "8=D/CANCELLED(CANCELLED) 11=D/COMPLETED(COMPLETED) "
@@ -505,7 +468,7 @@ test_parse_final_real (void **state)
                          "60|OUT_OF_MEMORY|0:125\n"
                          "61|NODE_FAIL|1:0\n";
     memset (&c, 0, sizeof c);
-    assert_int_equal (D->parse_final (0, db_out, "", s_on_seen, &c, err, sizeof err), 0);
+    assert_int_equal (D->parse_final (0, db_out, "", jm_test_on_seen, &c, err, sizeof err), 0);
     assert_string_equal (c.log, "57_1=D/COMPLETED(COMPLETED) "
                                 "57_2=D/CANCELLED(CANCELLED by 1000, exit code 0:15) "
                                 "60=D/OUT_OF_MEMORY(OUT_OF_MEMORY, exit code 0:125) "
@@ -513,14 +476,16 @@ test_parse_final_real (void **state)
 
     /* both sacct failed */
     memset (&c, 0, sizeof c);
-    assert_int_equal (D->parse_final (1, "", "Slurm accounting storage is disabled\n", s_on_seen,
-                                      &c, err, sizeof err),
+    assert_int_equal (D->parse_final (1, "", "Slurm accounting storage is disabled\n",
+                                      jm_test_on_seen, &c, err, sizeof err),
                       -1);
     assert_non_null (strstr (err, "accounting storage is disabled"));
     /* garbage */
-    assert_int_equal (D->parse_final (0, "what is this\n", "", s_on_seen, &c, err, sizeof err), -1);
     assert_int_equal (
-        D->parse_final (0, "4|TIMEOUT|0:0\n4|lower|x\n", "", s_on_seen, &c, err, sizeof err), -1);
+        D->parse_final (0, "what is this\n", "", jm_test_on_seen, &c, err, sizeof err), -1);
+    assert_int_equal (
+        D->parse_final (0, "4|TIMEOUT|0:0\n4|lower|x\n", "", jm_test_on_seen, &c, err, sizeof err),
+        -1);
     assert_int_equal (c.n, 0);
 }
 
