@@ -7,7 +7,8 @@
 #
 # Provides: $T (temp dir), $JOBMAN_HOME, $COORD $AGENT $SUBMIT,
 #   start_coord, stop_coord, start_agent NAME [SLOTS [AGENT ARGS]], start_agent_unallowed
-#   NAME [SLOTS], agent_root NAME, root_entries NAME, jm_submit ARGS..., wait_for_file F [SECS],
+#   NAME [SLOTS], agent_root NAME, root_entries NAME, jm_submit ARGS...,
+#   jm_submit_to FILE ARGS..., wait_for_file F [SECS],
 #   wait_until SECS CMD..., fail MSG, ok MSG, check_eq WHAT GOT WANT,
 #   status_json ID, count_state ID STATE.
 
@@ -132,6 +133,16 @@ wait_until() {
 
 # jm_submit ARGS...: jobman-submit with a timeout.
 jm_submit() { timeout --kill-after=5 "$JM_CMD_TIMEOUT" "$SUBMIT" "$@"; }
+
+# jm_submit_to FILE ARGS...: jm_submit with stdout and stderr to FILE.  Use
+# it rather than 'jm_submit ... >FILE 2>&1': a function's redirection holds
+# in this shell while it runs, so a watchdog's TERM there would send the
+# test's FAIL message and cleanup output into FILE.
+jm_submit_to() {
+    local out=$1
+    shift
+    timeout --kill-after=5 "$JM_CMD_TIMEOUT" "$SUBMIT" "$@" >"$out" 2>&1
+}
 
 # jm_submit_bg OUTFILE ARGS...: jobman-submit in the background (stdout and
 # stderr to OUTFILE); its PID (recorded for cleanup) in JM_BG_PID.

@@ -70,21 +70,9 @@ jobs_under_t() {
     done
 }
 
-# The agent first (so it submits nothing more), then qdel whatever is left
-# of our jobs, by id; then the usual cleanup.
-sge_cleanup() {
-    local rc=$? ids
-    [ -n "${AGENT_PID_sge1:-}" ] && kill -TERM "$AGENT_PID_sge1" 2>/dev/null && sleep 0.5
-    ids=$( (our_jobs "" | cut -d'|' -f1; jobs_under_t) | sort -u | tr '\n' ' ') || true
-    if [ -n "${ids// /}" ]; then
-        echo "deleting our leftover SGE jobs: $ids" >&2
-        # shellcheck disable=SC2086
-        qdel $ids >/dev/null 2>&1 || true
-    fi
-    (exit $rc)
-    _jm_cleanup
-}
-trap sge_cleanup EXIT
+# ours by name or by output path: qdel'ed on exit
+our_leftover_ids() { our_jobs "" | cut -d'|' -f1; jobs_under_t; }
+cancel_leftovers_on_exit sge1 qdel
 
 # for check_part_c (sched_e2e_lib.sh): a job leaves qstat when it ends
 our_active_jobs() { our_jobs "$1"; }
@@ -112,13 +100,7 @@ start_coord
 start_agent sge1 30 --scheduler sge --poll-ms $POLL_MS
 start_clock
 
-ID_C=$(submit_part c)
-ID_H=$(submit_part h)
-ID_TO=$(submit_part to)
-ID_E=$(submit_part e)
-ID_F=$(submit_part f)
-ID_P=$(submit_part p)
-ok "submitted C=$ID_C H=$ID_H TO=$ID_TO E=$ID_E F=$ID_F P=$ID_P"
+submit_parts c h to e f p
 
 # --- C: jobman-submit cancel takes its jobs out of the queue -------------
 check_part_c "$ID_C"

@@ -46,22 +46,10 @@ our_jobs() { # PART [squeue -t states]
         | awk -F'|' -v p="$PFX$1" -v r="$ROOT/" 'index($3, p) == 1 && index($4, r) == 1 { print $1 "|" $2 "|" $3 }'
 }
 
-# Cancel whatever is left of our jobs, by id; then the usual cleanup.
-slurm_cleanup() {
-    local rc=$? ids
-    # the agent first, so that it submits nothing more
-    [ -n "${AGENT_PID_slurm1:-}" ] && kill -TERM "$AGENT_PID_slurm1" 2>/dev/null && sleep 0.5
-    # every job whose script lies under our agent's root, whatever its name
-    ids=$(PFX="" our_jobs "" pending,running,suspended,configuring | cut -d'|' -f1 | tr '\n' ' ') || true
-    if [ -n "${ids// /}" ]; then
-        echo "cancelling our leftover Slurm jobs: $ids" >&2
-        # shellcheck disable=SC2086
-        scancel $ids 2>/dev/null || true
-    fi
-    (exit $rc)
-    _jm_cleanup
-}
-trap slurm_cleanup EXIT
+# every job whose script lies under our agent's root, whatever its name:
+# scancel'ed on exit
+our_leftover_ids() { PFX="" our_jobs "" pending,running,suspended,configuring | cut -d'|' -f1; }
+cancel_leftovers_on_exit slurm1 scancel
 
 # A sampler records every job of ours squeue shows (also the finished ones,
 # kept MinJobAge s), to tell arrays from plain jobs afterwards.
@@ -95,12 +83,7 @@ start_coord
 start_agent slurm1 30 --scheduler slurm --poll-ms $POLL_MS
 start_clock
 
-ID_TO=$(submit_part to)
-ID_H=$(submit_part h)
-ID_C=$(submit_part c)
-ID_F=$(submit_part f)
-ID_P=$(submit_part p)
-ok "submitted TO=$ID_TO H=$ID_H C=$ID_C F=$ID_F P=$ID_P"
+submit_parts to h c f p
 
 # --- C: jobman-submit cancel takes its jobs out of the queue -------------
 check_part_c "$ID_C"

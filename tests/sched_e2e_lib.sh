@@ -14,6 +14,10 @@
 #   sub_header FILE PART JOB_ARRAY [CUSTOM_FLAG [GROUP_SIZE [PARA_DEG]]]
 #   gen_part_c, gen_part_h, gen_part_f, gen_part_p N   write c/h/f/p.yml
 #   submit_part part                prints the submission id
+#   submit_parts part...            submits each, its id in ID_<PART>
+#   cancel_leftovers_on_exit AGENT CANCEL-CMD...   the EXIT trap: stop
+#                                   agent AGENT, CANCEL-CMD the ids the
+#                                   script's our_leftover_ids prints
 #   check_part_c ID, check_part_h ID, check_part_f ID, check_part_p ID N
 #   check_array_split WHAT P_JOBS F_JOBS   arrays for P, plain jobs for F
 # The check_part_c test uses the script's our_jobs PART (our jobs in the
@@ -49,7 +53,7 @@ task_field() {
 # $T/wait_ID.out) must exit WANT.
 check_wait_rc() {
     local rc=0
-    jm_submit wait "$2" >"$T/wait_$2.out" 2>&1 || rc=$?
+    jm_submit_to "$T/wait_$2.out" wait "$2" || rc=$?
     [ "$rc" = "$3" ] || fail "exit code of $1: got '$rc', want '$3': $(tail -n 5 "$T/wait_$2.out")"
     ok "exit code of $1 = $3"
 }
@@ -60,7 +64,7 @@ wait_ended() {
     local id rc
     for id in "$@"; do
         rc=0
-        jm_submit wait "$id" >"$T/wait_$id.out" 2>&1 || rc=$?
+        jm_submit_to "$T/wait_$id.out" wait "$id" || rc=$?
         [ $rc -le 1 ] || fail "wait $id exited $rc: $(cat "$T/wait_$id.out")"
     done
 }
@@ -144,6 +148,41 @@ gen_part_p() {
 
 # submit_part part: submit $T/part.yml in $W/part; prints the id.
 submit_part() { jm_submit submit "$T/$1.yml" --work-dir "$W/$1" || fail "submit of $1.yml failed"; }
+
+# submit_parts part...: submit_part each; the ids in ID_<PART> (ID_TO for
+# to, ...).
+submit_parts() {
+    local p id msg=""
+    for p in "$@"; do
+        id=$(submit_part "$p")
+        printf -v "ID_${p^^}" '%s' "$id"
+        msg+=" ${p^^}=$id"
+    done
+    ok "submitted$msg"
+}
+
+# cancel_leftovers_on_exit AGENT CANCEL-CMD...: on exit, stop agent AGENT
+# first (so that it submits nothing more), then CANCEL-CMD whatever is left
+# of our jobs, by the ids the script's our_leftover_ids prints; then the
+# usual cleanup.
+cancel_leftovers_on_exit() {
+    JM_LEFTOVER_AGENT=$1
+    shift
+    JM_LEFTOVER_CANCEL=("$@")
+    trap _jm_cancel_leftovers EXIT
+}
+_jm_cancel_leftovers() {
+    local rc=$? ids pid_var=AGENT_PID_$JM_LEFTOVER_AGENT
+    [ -n "${!pid_var:-}" ] && kill -TERM "${!pid_var}" 2>/dev/null && sleep 0.5
+    ids=$(our_leftover_ids | sort -u | tr '\n' ' ') || true
+    if [ -n "${ids// /}" ]; then
+        echo "$SCHED: ${JM_LEFTOVER_CANCEL[*]} our leftover jobs: $ids" >&2
+        # shellcheck disable=SC2086
+        "${JM_LEFTOVER_CANCEL[@]}" $ids >/dev/null 2>&1 || true
+    fi
+    (exit $rc)
+    _jm_cleanup
+}
 
 # check_part_c ID: C's jobs reach the queue; jobman-submit cancel takes them
 # out within 20 s and its 3 tasks are CANCELLED.
@@ -335,7 +374,7 @@ run_refused_part() {
     mkdir -p "$2"
     sub_file "$2/sub.yml" "{group_size: 1, para_deg: 1, job_array: false}"
     for i in 0 1 2; do add_task "$2/sub.yml" "q$i" "echo queued $i > out.txt"; done
-    jm_submit submit "$2/sub.yml" --work-dir "$2/w" --wait >"$2/wait.out" 2>&1 || rc=$?
+    jm_submit_to "$2/wait.out" submit "$2/sub.yml" --work-dir "$2/w" --wait || rc=$?
     check_eq "$1 exit code of submit --wait while submissions are refused" "$rc" 0
     for i in 0 1 2; do check_eq "$1 q$i result" "$(cat "$2/w/q$i/out.txt")" "queued $i"; done
     grep -q "$4" "$3" || fail "$1: the agent never met the refusal (log lacks '$4')"
@@ -355,7 +394,7 @@ run_200_part() {
         printf '  - {command: "echo $(( $(cat in.txt) * 3 )) > out.txt", task_work_path: %s, forward_files: [in.txt], backward_files: [out.txt]}\n' \
             "$d" >>"$2/sub.yml"
     done
-    jm_submit submit "$2/sub.yml" --work-dir "$2/w" --wait >"$2/wait.out" 2>&1 || rc=$?
+    jm_submit_to "$2/wait.out" submit "$2/sub.yml" --work-dir "$2/w" --wait || rc=$?
     tail -n 2 "$2/wait.out"
     check_eq "$1 exit code of the 200-task submit --wait" "$rc" 0
     for i in $(seq 0 $((n - 1))); do
