@@ -146,6 +146,9 @@ acct() { # PART
     qacct -j "$PFX$1*" 2>/dev/null | awk '$1 == "jobnumber" { j = $2 } $1 == "taskid" { print j, $2 }' \
         | sed 's/ undefined$//'
 }
+# SGE writes accounting records a little after a job ends (flush_time)
+acct_complete() { [ "$(acct P | wc -l)" -ge 20 ] && [ "$(acct F | wc -l)" -ge 2 ]; }
+wait_until 30 acct_complete || true # check_array_split says what is missing
 check_array_split qacct "$(acct P)" "$(acct F)"
 
 check_eq "our jobs still in qstat" "$(our_jobs "" | wc -l)" 0
