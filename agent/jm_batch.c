@@ -926,6 +926,17 @@ s_seen_new (void)
     return h;
 }
 
+/* Takes the scheduler's verdict on j, if it gave one. */
+static void
+s_job_verdict (s_job_t *j, const s_seen_t *s)
+{
+    if (s->verdict == JM_VERDICT_NONE)
+        return;
+    j->verdict = s->verdict;
+    free (j->detail);
+    j->detail = s_strdup (s->detail);
+}
+
 static void
 s_query_done (jm_sched_t *self, s_run_t *run, const jm_cmd_result_t *r)
 {
@@ -979,11 +990,8 @@ s_query_done (jm_sched_t *self, s_run_t *run, const jm_cmd_result_t *r)
         /* left the queue */
         j->left = true;
         j->grace = 0;
-        if (s && s->verdict != JM_VERDICT_NONE) {
-            j->verdict = s->verdict;
-            free (j->detail);
-            j->detail = s_strdup (s->detail);
-        }
+        if (s)
+            s_job_verdict (j, s);
         s_left_check (j);
     }
     zhashx_destroy (&seen);
@@ -1012,11 +1020,8 @@ s_final_done (jm_sched_t *self, s_run_t *run, const jm_cmd_result_t *r)
             continue;
         j->final_pending = false;
         s_seen_t *s = j->sid ? zhashx_lookup (seen, j->sid) : NULL;
-        if (s && s->verdict != JM_VERDICT_NONE && j->verdict == JM_VERDICT_NONE) {
-            j->verdict = s->verdict;
-            free (j->detail);
-            j->detail = s_strdup (s->detail);
-        }
+        if (s && j->verdict == JM_VERDICT_NONE)
+            s_job_verdict (j, s);
         s_left_check (j);
     }
     zhashx_destroy (&seen);

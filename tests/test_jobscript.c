@@ -21,29 +21,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char s_tmp[256];
-
-static int
-s_setup (void **state)
-{
-    (void)state;
-    assert_non_null (jm_test_tmpdir (s_tmp, sizeof s_tmp, "jobscript"));
-    return 0;
-}
-
-static int
-s_teardown (void **state)
-{
-    (void)state;
-    assert_int_equal (jm_test_rmrf (s_tmp), 0);
-    return 0;
-}
-
 static void
 s_mkdir (const char *rel)
 {
     char path[1024];
-    snprintf (path, sizeof path, "%s/wb/%s", s_tmp, rel);
+    snprintf (path, sizeof path, "%s/wb/%s", jm_test_dir, rel);
     assert_int_equal (mkdir (path, 0755), 0);
 }
 
@@ -51,13 +33,13 @@ static bool
 s_exists (const char *rel)
 {
     struct stat st;
-    return stat (jm_test_path (s_tmp, rel), &st) == 0;
+    return stat (jm_test_path (jm_test_dir, rel), &st) == 0;
 }
 
 static char *
 s_read (const char *rel)
 {
-    return jm_test_read (jm_test_path (s_tmp, rel), NULL);
+    return jm_test_read (jm_test_path (jm_test_dir, rel), NULL);
 }
 
 /* Writes the script, runs it with bash (timeout 30 s), returns its stdout. */
@@ -65,9 +47,9 @@ static char *
 s_run (jm_jobscript_t *js)
 {
     char path[512], err[256], cmd[1200];
-    snprintf (path, sizeof path, "%s/job/job.sh", s_tmp);
+    snprintf (path, sizeof path, "%s/job/job.sh", jm_test_dir);
     assert_int_equal (jm_jobscript_write (js, path, err, sizeof err), 0);
-    snprintf (cmd, sizeof cmd, "cd / && timeout 30 bash '%s' > '%s/job/stdout'", path, s_tmp);
+    snprintf (cmd, sizeof cmd, "cd / && timeout 30 bash '%s' > '%s/job/stdout'", path, jm_test_dir);
     int rc = system (cmd);
     assert_true (WIFEXITED (rc));
     assert_int_equal (WEXITSTATUS (rc), 0);
@@ -78,8 +60,8 @@ static jm_jobscript_t *
 s_new (size_t para_deg)
 {
     char wb[512], jd[512];
-    snprintf (wb, sizeof wb, "%s/wb", s_tmp);
-    snprintf (jd, sizeof jd, "%s/job", s_tmp);
+    snprintf (wb, sizeof wb, "%s/wb", jm_test_dir);
+    snprintf (jd, sizeof jd, "%s/job", jm_test_dir);
     assert_int_equal (mkdir (wb, 0755), 0);
     assert_int_equal (mkdir (jd, 0755), 0);
     return jm_jobscript_new (42, wb, jd, para_deg);
@@ -126,7 +108,7 @@ test_nasty_paths_and_exit_codes (void **state)
     o = s_read ("wb/top.out");
     assert_non_null (o);
     char expect[512];
-    snprintf (expect, sizeof expect, "%s/wb\n", s_tmp);
+    snprintf (expect, sizeof expect, "%s/wb\n", jm_test_dir);
     assert_string_equal (o, expect);
     free (o);
     /* Tag files hold the exit codes. */
@@ -247,14 +229,14 @@ test_prompt_end_reports (void **state)
     jm_jobscript_add_task (js, 1, ".", "sleep 2; touch slow.done", "", "");
     jm_jobscript_add_task (js, 2, ".", "exit 5", "", "");
     char path[512], err[256], cmd[1200];
-    snprintf (path, sizeof path, "%s/job/job.sh", s_tmp);
+    snprintf (path, sizeof path, "%s/job/job.sh", jm_test_dir);
     assert_int_equal (jm_jobscript_write (js, path, err, sizeof err), 0);
     /* the first "E" line must come out while task 1 still sleeps */
     snprintf (cmd, sizeof cmd,
               "cd / && timeout 30 bash '%s' | { while read -r a b c; do "
               "[ \"$a\" = E ] && {  echo \"$b $c\"; [ -e '%s/wb/slow.done' ] && echo late; "
               "break; }; done; cat >/dev/null; } > '%s/job/first'",
-              path, s_tmp, s_tmp);
+              path, jm_test_dir, jm_test_dir);
     assert_int_equal (system (cmd), 0);
     char *first = s_read ("job/first");
     assert_string_equal (first, "2 5\n");
@@ -269,14 +251,14 @@ static char *
 s_run_env (jm_jobscript_t *js, char **errout)
 {
     char path[512], err[256], cmd[2400];
-    snprintf (path, sizeof path, "%s/job/job.sh", s_tmp);
+    snprintf (path, sizeof path, "%s/job/job.sh", jm_test_dir);
     assert_int_equal (jm_jobscript_write (js, path, err, sizeof err), 0);
     const char *compat = getenv ("JOBMAN_JOBSCRIPT_COMPAT");
     snprintf (cmd, sizeof cmd,
               "cd / && env -i HOME='%s/home' PATH='%s/bin:/usr/bin:/bin' %s%s timeout 30 bash "
               "'%s' > '%s/job/stdout' 2> '%s/job/stderr'",
-              s_tmp, s_tmp, compat ? "JOBMAN_JOBSCRIPT_COMPAT=" : "", compat ? compat : "", path,
-              s_tmp, s_tmp);
+              jm_test_dir, jm_test_dir, compat ? "JOBMAN_JOBSCRIPT_COMPAT=" : "",
+              compat ? compat : "", path, jm_test_dir, jm_test_dir);
     int rc = system (cmd);
     assert_true (WIFEXITED (rc));
     assert_int_equal (WEXITSTATUS (rc), 0);
@@ -288,7 +270,7 @@ s_run_env (jm_jobscript_t *js, char **errout)
 static void
 s_write_exec (const char *rel, const char *text)
 {
-    const char *path = jm_test_path (s_tmp, rel);
+    const char *path = jm_test_path (jm_test_dir, rel);
     jm_test_write (path, text);
     assert_int_equal (chmod (path, 0755), 0);
 }
@@ -303,15 +285,15 @@ test_resources_setup (void **state)
     (void)state;
     jm_jobscript_t *js = s_new (2);
     char home[512];
-    snprintf (home, sizeof home, "%s/home", s_tmp);
+    snprintf (home, sizeof home, "%s/home", jm_test_dir);
     assert_int_equal (mkdir (home, 0755), 0);
-    assert_int_equal (mkdir (jm_test_path (s_tmp, "bin"), 0755), 0);
+    assert_int_equal (mkdir (jm_test_path (jm_test_dir, "bin"), 0755), 0);
     /* a fake 'module' command that logs into the current directory */
     s_write_exec ("bin/module", "#!/bin/sh\necho \"module says $*\"\necho \"module $*\" >> "
                                 "order.log\n");
-    jm_test_write (jm_test_path (s_tmp, "home/my env.sh"),
+    jm_test_write (jm_test_path (jm_test_dir, "home/my env.sh"),
                    "echo sourced-home\necho 'source home' >> order.log\nexport FROM_HOME=yes\n");
-    jm_test_write (jm_test_path (s_tmp, "wb/rel.sh"),
+    jm_test_write (jm_test_path (jm_test_dir, "wb/rel.sh"),
                    "echo 'source rel' >> order.log\necho rel-to-stderr >&2\n");
     s_mkdir ("t1");
     s_mkdir ("t2");
@@ -330,8 +312,8 @@ test_resources_setup (void **state)
                        "all-done > ../append.txt', 'echo append-out']\n";
     jm_ynode_t *root = jm_yaml_load_string (yaml, strlen (yaml), "t.yml", yerr, sizeof yerr);
     assert_non_null (root);
-    jm_resources_t *res = jm_resources_from_ynode (jm_ynode_get (root, "resources"), "t.yml", s_tmp,
-                                                   NULL, rerr, sizeof rerr);
+    jm_resources_t *res = jm_resources_from_ynode (jm_ynode_get (root, "resources"), "t.yml",
+                                                   jm_test_dir, NULL, rerr, sizeof rerr);
     jm_ynode_destroy (&root);
     if (!res)
         fail_msg ("%s", rerr);
@@ -357,7 +339,7 @@ test_resources_setup (void **state)
     assert_int_equal (jm_jobscript_task_id (js, 0), 1);
     assert_int_equal (jm_jobscript_task_id (js, 2), 3);
     char wb[512];
-    snprintf (wb, sizeof wb, "%s/wb", s_tmp);
+    snprintf (wb, sizeof wb, "%s/wb", jm_test_dir);
     assert_string_equal (jm_jobscript_work_base (js), wb);
 
     char *errout = NULL;
@@ -391,13 +373,14 @@ test_resources_setup (void **state)
     snprintf (expect, sizeof expect,
               "module purge\nmodule unload intel\nmodule load gcc/12\nmodule load x y\n"
               "source home\nsource rel\nprepend %s/home/x\nprologue\n",
-              s_tmp);
+              jm_test_dir);
     assert_string_equal (order, expect);
     free (order);
     /* envs reach the tasks; $HOME expanded, no command substitution */
     char *env = s_read ("wb/t1/env.out");
     assert_non_null (env);
-    snprintf (expect, sizeof expect, "%s/home/x|$(touch pwned) `touch pwned2`|4|yes\n", s_tmp);
+    snprintf (expect, sizeof expect, "%s/home/x|$(touch pwned) `touch pwned2`|4|yes\n",
+              jm_test_dir);
     assert_string_equal (env, expect);
     free (env);
     assert_false (s_exists ("wb/pwned"));
@@ -454,10 +437,10 @@ test_task_does_not_hold_stdout (void **state)
     jm_jobscript_t *js = s_new (1);
     jm_jobscript_add_task (js, 1, ".", "sleep 4 & echo started", "o", "e");
     char path[512], err[256], cmd[1200];
-    snprintf (path, sizeof path, "%s/job/job.sh", s_tmp);
+    snprintf (path, sizeof path, "%s/job/job.sh", jm_test_dir);
     assert_int_equal (jm_jobscript_write (js, path, err, sizeof err), 0);
     snprintf (cmd, sizeof cmd, "cd / && timeout 30 bash '%s' 2>/dev/null | cat > '%s/job/stdout'",
-              path, s_tmp);
+              path, jm_test_dir);
     int64_t t0 = jm_now_ms ();
     assert_int_equal (system (cmd), 0);
     int64_t dt = jm_now_ms () - t0;
@@ -472,15 +455,23 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_nasty_paths_and_exit_codes, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_para_deg_two, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_many_tasks_window, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_header_and_prologue, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_tag_files_off, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_prompt_end_reports, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_resources_setup, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_wait_time, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_task_does_not_hold_stdout, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_nasty_paths_and_exit_codes, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_para_deg_two, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_many_tasks_window, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_header_and_prologue, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_tag_files_off, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_prompt_end_reports, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_resources_setup, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_wait_time, jm_test_dir_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_task_does_not_hold_stdout, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
     };
     /* the script runs tasks one way with bash >= 5.1 ('wait -n -p') and
        another with older bash: every test runs both */

@@ -22,26 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char s_tmp[256];
-
-static int
-s_setup (void **state)
-{
-    (void)state;
-    assert_non_null (jm_test_tmpdir (s_tmp, sizeof s_tmp, "resources"));
-    return 0;
-}
-
-static int
-s_teardown (void **state)
-{
-    (void)state;
-    assert_int_equal (jm_test_rmrf (s_tmp), 0);
-    return 0;
-}
-
 /*  Parses the `resources` map of a YAML document (line 1 is
-    "resources:"), as the submission file "sub.yml" in s_tmp.  NULL + err. */
+    "resources:"), as the submission file "sub.yml" in jm_test_dir.  NULL + err. */
 static jm_resources_t *
 s_parse (const char *yaml, char **notices, char *err, size_t errlen)
 {
@@ -50,7 +32,7 @@ s_parse (const char *yaml, char **notices, char *err, size_t errlen)
     if (!root)
         fail_msg ("test YAML does not parse: %s", yerr);
     jm_resources_t *res = jm_resources_from_ynode (jm_ynode_get (root, "resources"), "sub.yml",
-                                                   s_tmp, notices, err, errlen);
+                                                   jm_test_dir, notices, err, errlen);
     jm_ynode_destroy (&root);
     return res;
 }
@@ -112,7 +94,7 @@ static void
 test_every_field (void **state)
 {
     (void)state;
-    jm_test_write (jm_test_path (s_tmp, "header.tmpl"),
+    jm_test_write (jm_test_path (jm_test_dir, "header.tmpl"),
                    "#SBATCH -N {number_node} -c {cpu_per_node} -p {queue_name}\n"
                    "#SBATCH -J {job_name} # {{literal}}\n");
     const char *yaml = "resources:\n"
@@ -242,9 +224,9 @@ static void
 test_refusals (void **state)
 {
     (void)state;
-    jm_test_write (jm_test_path (s_tmp, "bad.tmpl"), "#X {nodes}\n");
-    jm_test_write (jm_test_path (s_tmp, "open.tmpl"), "#X {number_node\n");
-    jm_test_write_bytes (jm_test_path (s_tmp, "bin.tmpl"), "#X \xff\xfe\n", 6);
+    jm_test_write (jm_test_path (jm_test_dir, "bad.tmpl"), "#X {nodes}\n");
+    jm_test_write (jm_test_path (jm_test_dir, "open.tmpl"), "#X {number_node\n");
+    jm_test_write_bytes (jm_test_path (jm_test_dir, "bin.tmpl"), "#X \xff\xfe\n", 6);
     struct {
         const char *yaml;
         const char *want;
@@ -558,7 +540,7 @@ test_template_fill (void **state)
     jm_resources_destroy (&res);
 }
 
-/*  Runs `export X=<quoted>; printf %s "$X"` with the real bash in s_tmp
+/*  Runs `export X=<quoted>; printf %s "$X"` with the real bash in jm_test_dir
     (HOME=/home/jmtest, Y=why) and returns what it printed. */
 static char *
 s_bash_export (const char *value)
@@ -567,16 +549,16 @@ s_bash_export (const char *value)
     char script[8192];
     snprintf (script, sizeof script, "export X=%s\nprintf %%s \"$X\" > out\n", q);
     free (q);
-    jm_test_write (jm_test_path (s_tmp, "env.sh"), script);
+    jm_test_write (jm_test_path (jm_test_dir, "env.sh"), script);
     char cmd[1024];
     snprintf (cmd, sizeof cmd,
               "cd '%s' && rm -f out && env -i HOME=/home/jmtest Y=why PATH=/usr/bin:/bin "
               "timeout 10 /bin/bash ./env.sh",
-              s_tmp);
+              jm_test_dir);
     int rc = system (cmd);
     assert_true (WIFEXITED (rc));
     assert_int_equal (WEXITSTATUS (rc), 0);
-    return jm_test_read (jm_test_path (s_tmp, "out"), NULL);
+    return jm_test_read (jm_test_path (jm_test_dir, "out"), NULL);
 }
 
 static void
@@ -615,7 +597,7 @@ test_env_quote_bash (void **state)
     for (int i = 1; i <= 6; i++) {
         char name[32];
         snprintf (name, sizeof name, "pwned%d", i);
-        assert_int_equal (access (jm_test_path (s_tmp, name), F_OK), -1);
+        assert_int_equal (access (jm_test_path (jm_test_dir, name), F_OK), -1);
     }
     char *q = jm_resources_env_quote ("$HOME `x` \"y\" \\z $(w)");
     assert_string_equal (q, "\"$HOME \\`x\\` \\\"y\\\" \\\\z \\$(w)\"");
@@ -626,14 +608,18 @@ int
 main (void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown (test_defaults, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_every_field, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_notices, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_refusals, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_json_round_trip, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_hostile_json, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_template_fill, s_setup, s_teardown),
-        cmocka_unit_test_setup_teardown (test_env_quote_bash, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_defaults, jm_test_dir_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_every_field, jm_test_dir_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_notices, jm_test_dir_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_refusals, jm_test_dir_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_json_round_trip, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_hostile_json, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_template_fill, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_env_quote_bash, jm_test_dir_setup,
+                                         jm_test_dir_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
