@@ -89,7 +89,7 @@
     /* client */                                                                                   \
     X (SUBMIT, "C -> K",                                                                           \
        F (work_base) | F (group_size) | F (para_deg) | F (resources) | F (common) |                \
-           F (backward_common) | F (tasks))                                                                            \
+           F (backward_common) | F (tasks))                                                        \
     X (SUBMITTED, "K -> C", F (sub_id) | F (total))                                                \
     X (STATUS, "C -> K", F (sub_id) | F (detail))                                                  \
     X (STATUS_REPLY, "K -> C", F (subs) | F (tstats))                                              \

@@ -606,10 +606,8 @@ test_signal_end_and_verdict (void **state)
     const char *b[] = {"sleep 30", "true"};
     s_submit (t, 2, b, 2, NULL);
     assert_true (s_run (t, s_until_start_21, 10000));
-    char sid[32];
-    snprintf (sid, sizeof sid, "%s", "101");
     jm_test_write (jm_test_path (t->fake, "jobs/101.verdict"), "TIMEOUT\n");
-    pid_t pid = s_job_pid (t, sid);
+    pid_t pid = s_job_pid (t, "101");
     assert_true (pid > 0);
     kill (-pid, SIGTERM);
     s_want_ends = 2;
