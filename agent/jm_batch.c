@@ -59,6 +59,7 @@ typedef struct {
     s_jstate_t state;
     char *sid; /* canonical scheduler id once submitted */
     off_t ev_off;
+    bool ran;         /* a status query saw it running */
     bool cancel_req;  /* jobman's cancel asked for */
     bool cancel_sent; /* in a cancel command now */
     bool left;        /* has left the scheduler's queue */
@@ -454,6 +455,14 @@ s_left_reason (s_job_t *job)
                           job->detail);
         return s_fmt ("%s: %s job %s", jm_verdict_name (job->verdict), name, job->sid);
     }
+    bool started = job->ran;
+    for (size_t i = 0; i < job->ntasks && !started; i++)
+        started = job->tasks[i].started || job->tasks[i].ended || job->tasks[i].held;
+    if (!started)
+        /* e.g. qdel of a pending SGE job: no accounting record is written */
+        return s_fmt ("CANCELLED: %s job %s left the queue before it started, with no verdict "
+                      "from the scheduler (deleted?)",
+                      name, job->sid);
     return s_fmt ("FAILED: %s job %s left the queue without writing its tags", name, job->sid);
 }
 
@@ -984,6 +993,8 @@ s_query_done (jm_sched_t *self, s_run_t *run, const jm_cmd_result_t *r)
             continue;
         }
         if (s && s->state != JM_BST_DONE) {
+            if (s->state == JM_BST_RUNNING)
+                j->ran = true;
             s_release_held (j, NULL); /* the scheduler did not kill it */
             continue;
         }

@@ -45,7 +45,9 @@ static const char *s_fakesub =
     "flock -u 9; exec 9>&-\n"
     "for ((i=1;i<=n;i++)); do\n"
     "  if [ \"$n\" -gt 1 ]; then sid=$id.$i; else sid=$id; fi\n"
-    "  FAKE_IDX=$i setsid bash \"$script\" </dev/null >/dev/null 2>&1 &\n"
+    "  if [ -f \"$FAKE_DIR/hold\" ]; then touch \"$FAKE_DIR/jobs/$sid.held\";\n"
+    "    setsid sleep 1000 </dev/null >/dev/null 2>&1 &\n"
+    "  else FAKE_IDX=$i setsid bash \"$script\" </dev/null >/dev/null 2>&1 & fi\n"
     "  echo $! > \"$FAKE_DIR/jobs/$sid.pid\"\n"
     "done\n"
     "echo \"$id\"\n";
@@ -58,7 +60,8 @@ static const char *s_fakeq =
     "  if [ -f \"$FAKE_DIR/jobs/$sid.error\" ]; then\n"
     "    echo \"$sid E $(cat \"$FAKE_DIR/jobs/$sid.error\")\"; continue; fi\n"
     "  p=$(cat \"$FAKE_DIR/jobs/$sid.pid\" 2>/dev/null) || continue\n"
-    "  kill -0 \"$p\" 2>/dev/null && echo \"$sid R\"\n"
+    "  st=R; [ -f \"$FAKE_DIR/jobs/$sid.held\" ] && st=Q\n"
+    "  kill -0 \"$p\" 2>/dev/null && echo \"$sid $st\"\n"
     "done\n"
     "exit 0\n";
 
@@ -182,6 +185,8 @@ s_parse_lines (int status, const char *out, jm_batch_seen_fn *seen, void *arg, b
             s.state = JM_BST_RUNNING;
         else if (!strcmp (rest, "E"))
             s.state = JM_BST_ERROR;
+        else if (!strcmp (rest, "Q"))
+            s.state = JM_BST_QUEUED;
         else
             continue;
         seen (arg, &s);
@@ -579,6 +584,36 @@ test_killed_behind_our_back (void **state)
 }
 
 static bool
+s_until_submitted (void *arg)
+{
+    s_t *t = arg;
+    return s_lines (t, "submit.calls") >= 1 && jm_batch_active (t->sched) == 1 &&
+           s_job_pid (t, "100") > 0;
+}
+
+/* A job deleted while it waits in the queue: no task ran and the scheduler
+   gives no verdict (SGE writes no accounting record for it): CANCELLED. */
+static void
+test_deleted_while_pending (void **state)
+{
+    (void)state;
+    s_t *t = s_setup (&s_fake, NULL);
+    jm_test_write (jm_test_path (t->fake, "hold"), "");
+    const char *a[] = {"true"};
+    s_submit (t, 1, a, 1, NULL);
+    assert_true (s_run (t, s_until_submitted, 10000));
+    s_run (t, NULL, 500); /* a few polls see it queued */
+    assert_null (s_find (t, JM_SCHED_JOB_END, 1, 0));
+    s_kill_job (t, "100");
+    s_want_ends = 1;
+    assert_true (s_run (t, s_until_ends, 10000));
+    assert_string_equal (s_find (t, JM_SCHED_JOB_END, 1, 0)->reason,
+                         "CANCELLED: fake job 100 left the queue before it started, with no "
+                         "verdict from the scheduler (deleted?)");
+    s_teardown (t);
+}
+
+static bool
 s_until_start_21 (void *arg)
 {
     return s_find (arg, JM_SCHED_TASK_START, 2, 21) != NULL;
@@ -959,6 +994,7 @@ main (void)
         cmocka_unit_test (test_array_plain_and_exit_codes),
         cmocka_unit_test (test_killed_behind_our_back),
         cmocka_unit_test (test_signal_end_and_verdict),
+        cmocka_unit_test (test_deleted_while_pending),
         cmocka_unit_test (test_retry_then_success),
         cmocka_unit_test (test_submit_fails),
         cmocka_unit_test (test_token_bucket),
