@@ -15,6 +15,11 @@
 #         the 2nd task of each exits 3, the later ones still succeed
 #   P     200 tasks as arrays (job_array true), forward files and results
 #         compared byte for byte
+#   R     (after the others) SGE's per-user limit max_u_jobs set to 1: qsub
+#         refuses the agent's jobs ("job rejected: only 1 jobs are allowed
+#         per user", exit 25) while one is in the system; the agent backs
+#         off and retries, and all 4 jobs end DONE.  The global
+#         configuration is restored (also on failure).
 # Every SGE job of this run carries the name prefix $PFX (kwargs.job_name),
 # so the test finds, checks and finally deletes only its own jobs (by id).
 # Skips (77) when SGE is not up, unless JM_REQUIRE_CLUSTERS=1.
@@ -97,7 +102,7 @@ gen_part_p $N
 ok "generated submissions (job name prefix $PFX)"
 
 start_coord
-start_agent sge1 30 --scheduler sge --poll-ms $POLL_MS
+start_agent sge1 30 --scheduler sge --poll-ms $POLL_MS --retry-ms 1000
 start_clock
 
 submit_parts c h to e f p
@@ -152,4 +157,35 @@ wait_until 30 acct_complete || true # check_array_split says what is missing
 check_array_split qacct "$(acct P)" "$(acct F)"
 
 check_eq "our jobs still in qstat" "$(our_jobs "" | wc -l)" 0
+
+# --- R: a real refusal by the per-user limit is retried, not failed -------
+mkdir -p "$T/conf"
+qconf -sconf global >"$T/conf/global.orig" || fail "qconf -sconf global failed"
+grep -q '^max_u_jobs ' "$T/conf/global.orig" || fail "no max_u_jobs in SGE's global configuration"
+restore_conf() {
+    cp "$T/conf/global.orig" "$T/conf/global"
+    qconf -Mconf "$T/conf/global" >/dev/null 2>&1
+}
+_r_exit() {
+    local rc=$?
+    restore_conf
+    (exit $rc)
+    _jm_cancel_leftovers
+}
+trap _r_exit EXIT
+sed 's/^max_u_jobs .*/max_u_jobs 1/' "$T/conf/global.orig" >"$T/conf/global"
+qconf -Mconf "$T/conf/global" >/dev/null || fail "cannot set max_u_jobs"
+sub_header "$T/r.yml" R false
+mkdir -p "$W/r"
+for i in 0 1 2 3; do
+    mkdir -p "$W/r/r$i"
+    echo "  - {command: 'sleep 1; echo r$i > out.txt', task_work_path: r$i, backward_files: [out.txt]}" >>"$T/r.yml"
+done
+submit_parts r
+check_wait_rc "wait R" "$ID_R" 0
+restore_conf
+for i in 0 1 2 3; do check_eq "R r$i/out.txt" "$(cat "$W/r/r$i/out.txt")" "r$i"; done
+grep -q 'refused a submission for now.*allowed per user' "$T/agent_sge1.log" ||
+    fail "the agent log shows no refusal by max_u_jobs: $(grep -i refus "$T/agent_sge1.log" | head -3)"
+ok "R: qsub refused by max_u_jobs 1, retried, all 4 DONE ($(elapsed) s)"
 echo "PASS: e2e_sge ($(elapsed) s after the agent started)"
