@@ -10,6 +10,7 @@
     calls non-printable is written as a \u escape. */
 #define _GNU_SOURCE
 #include "jm_resources.h"
+#include "jm_text.h"
 #include "jm_util.h"
 
 #include <assert.h>
@@ -30,53 +31,13 @@
 #define S_MAX_TEMPLATE 65536 /* header template, bytes */
 #define S_MAX_JSON 262144    /* the protocol's limit on 'resources' */
 
-/* ------------------------------------------------------------------ */
-/* Growing string buffer. */
-
-typedef struct {
-    char *s;
-    size_t len, cap;
-} s_buf_t;
-
-static void
-s_put (s_buf_t *b, const char *s, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        while (b->len + n + 1 > b->cap)
-            b->cap = b->cap ? b->cap * 2 : 256;
-        b->s = realloc (b->s, b->cap);
-        assert (b->s);
-    }
-    memcpy (b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = 0;
-}
-
-static void
-s_puts (s_buf_t *b, const char *s)
-{
-    s_put (b, s, strlen (s));
-}
-
-static void __attribute__ ((format (printf, 2, 3))) s_printf (s_buf_t *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start (ap, fmt);
-    int n = vsnprintf (tmp, sizeof tmp, fmt, ap);
-    va_end (ap);
-    assert (n >= 0);
-    s_put (b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
+/* The text of a builder; this file has no error path for running out of
+   memory (it never had). */
 static char *
-s_buf_take (s_buf_t *b)
+s_take (jm_text_t *b)
 {
-    if (!b->s)
-        s_put (b, "", 0);
-    char *s = b->s;
-    b->s = NULL;
-    b->len = b->cap = 0;
+    char *s = jm_text_take (b);
+    assert (s);
     return s;
 }
 
@@ -212,7 +173,7 @@ typedef struct {
     const char *file; /* file mode: the submission file; wire: the sender */
     bool wire;
     const char *base_dir;
-    s_buf_t *notices; /* NULL: notices are dropped */
+    jm_text_t *notices; /* NULL: notices are dropped */
     char *err;
     size_t errlen;
 } s_ctx_t;
@@ -255,11 +216,11 @@ s_notice (s_ctx_t *ctx, int line, const char *field)
     if (!ctx->notices)
         return;
     if (ctx->wire)
-        s_printf (ctx->notices, "%s: ", ctx->file);
+        jm_text_add (ctx->notices, "%s: ", ctx->file);
     else
-        s_printf (ctx->notices, "%s:%d: ", ctx->file, line);
-    s_printf (ctx->notices, "resources.%s: accepted but ignored (jobman does not implement it)\n",
-              field);
+        jm_text_add (ctx->notices, "%s:%d: ", ctx->file, line);
+    jm_text_add (ctx->notices,
+                 "resources.%s: accepted but ignored (jobman does not implement it)\n", field);
 }
 
 static const char *
@@ -470,8 +431,8 @@ s_utf8_ok (const unsigned char *s, size_t len)
 }
 
 /* Fills the template into out (or only checks it when out is NULL). */
-static int s_fill (const jm_resources_t *self, const char *tmpl, const char *job_name, s_buf_t *out,
-                   char *err, size_t errlen);
+static int s_fill (const jm_resources_t *self, const char *tmpl, const char *job_name,
+                   jm_text_t *out, char *err, size_t errlen);
 
 static int
 s_check_template (s_ctx_t *ctx, int line, const char *field, const char *label,
@@ -573,14 +534,14 @@ s_check_keys (s_ctx_t *ctx, const jm_ynode_t *map, const char *prefix, const cha
             s_notice (ctx, map->key_lines[i], kfield);
             continue;
         }
-        s_buf_t list = {0};
+        jm_text_t list = {0};
         for (size_t k = 0; known[k]; k++) {
-            s_puts (&list, k ? ", " : "");
-            s_puts (&list, known[k]);
+            jm_text_puts (&list, k ? ", " : "");
+            jm_text_puts (&list, known[k]);
         }
         int rc = s_fail (ctx, map->key_lines[i], field, "unknown key '%s' (known: %s)", show,
-                         list.s ? list.s : "");
-        free (list.s);
+                         list.buf ? list.buf : "");
+        jm_text_reset (&list);
         return rc;
     }
     return 0;
@@ -701,7 +662,7 @@ jm_resources_t *
 jm_resources_from_ynode (const jm_ynode_t *node, const char *file, const char *base_dir,
                          char **notices, char *err, size_t errlen)
 {
-    s_buf_t nbuf = {0};
+    jm_text_t nbuf = {0};
     s_ctx_t ctx = {.file = file ? file : "<resources>",
                    .wire = false,
                    .base_dir = base_dir,
@@ -722,9 +683,9 @@ jm_resources_from_ynode (const jm_ynode_t *node, const char *file, const char *b
             jm_resources_destroy (&self);
         }
     }
-    if (self && notices && nbuf.s)
-        *notices = s_buf_take (&nbuf);
-    free (nbuf.s);
+    if (self && notices && nbuf.buf)
+        *notices = s_take (&nbuf);
+    jm_text_reset (&nbuf);
     return self;
 }
 
@@ -766,33 +727,33 @@ s_yaml_printable (uint32_t cp)
 }
 
 static void
-s_json_str (s_buf_t *b, const char *s)
+s_json_str (jm_text_t *b, const char *s)
 {
     if (!s) {
-        s_puts (b, "null");
+        jm_text_puts (b, "null");
         return;
     }
-    s_puts (b, "\"");
+    jm_text_puts (b, "\"");
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
         unsigned c = *p;
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
-            s_put (b, e, 2);
+            jm_text_put (b, e, 2);
             p++;
             continue;
         }
         if (c < 0x80) {
             if (c == '\n')
-                s_puts (b, "\\n");
+                jm_text_puts (b, "\\n");
             else if (c == '\t')
-                s_puts (b, "\\t");
+                jm_text_puts (b, "\\t");
             else if (c == '\r')
-                s_puts (b, "\\r");
+                jm_text_puts (b, "\\r");
             else if (!s_yaml_printable (c))
-                s_printf (b, "\\u%04x", c);
+                jm_text_add (b, "\\u%04x", c);
             else
-                s_put (b, (const char *)p, 1);
+                jm_text_put (b, (const char *)p, 1);
             p++;
             continue;
         }
@@ -802,7 +763,7 @@ s_json_str (s_buf_t *b, const char *s)
         while (have < n && p[1 + have] && (p[1 + have] & 0xc0) == 0x80)
             have++;
         if (n == 0 || have < n || !s_utf8_ok (p, n + 1)) {
-            s_puts (b, "\\ufffd"); /* not UTF-8: never comes from libyaml */
+            jm_text_puts (b, "\\ufffd"); /* not UTF-8: never comes from libyaml */
             p++;
             continue;
         }
@@ -810,97 +771,98 @@ s_json_str (s_buf_t *b, const char *s)
         for (size_t k = 1; k <= n; k++)
             cp = (cp << 6) | (p[k] & 0x3f);
         if (s_yaml_printable (cp))
-            s_put (b, (const char *)p, n + 1);
+            jm_text_put (b, (const char *)p, n + 1);
         else
-            s_printf (b, "\\u%04x", (unsigned)cp); /* all such cp are < 0x10000 */
+            jm_text_add (b, "\\u%04x", (unsigned)cp); /* all such cp are < 0x10000 */
         p += n + 1;
     }
-    s_puts (b, "\"");
+    jm_text_puts (b, "\"");
 }
 
 static void
-s_json_strs (s_buf_t *b, const jm_rstrs_t *l)
+s_json_strs (jm_text_t *b, const jm_rstrs_t *l)
 {
-    s_puts (b, "[");
+    jm_text_puts (b, "[");
     for (size_t i = 0; i < l->n; i++) {
         if (i)
-            s_puts (b, ",");
+            jm_text_puts (b, ",");
         s_json_str (b, l->v[i]);
     }
-    s_puts (b, "]");
+    jm_text_puts (b, "]");
 }
 
 char *
 jm_resources_to_json (const jm_resources_t *self)
 {
     assert (self);
-    s_buf_t b = {0};
-    s_printf (&b,
-              "{\"number_node\":%" PRIu64 ",\"cpu_per_node\":%" PRIu64 ",\"gpu_per_node\":%" PRIu64
-              ",\"queue_name\":",
-              self->number_node, self->cpu_per_node, self->gpu_per_node);
+    jm_text_t b = {0};
+    jm_text_add (&b,
+                 "{\"number_node\":%" PRIu64 ",\"cpu_per_node\":%" PRIu64
+                 ",\"gpu_per_node\":%" PRIu64 ",\"queue_name\":",
+                 self->number_node, self->cpu_per_node, self->gpu_per_node);
     s_json_str (&b, self->queue_name ? self->queue_name : "");
-    s_printf (&b, ",\"group_size\":%" PRIu64 ",\"para_deg\":%" PRIu64 ",\"custom_flags\":",
-              self->group_size, self->para_deg);
+    jm_text_add (&b, ",\"group_size\":%" PRIu64 ",\"para_deg\":%" PRIu64 ",\"custom_flags\":",
+                 self->group_size, self->para_deg);
     s_json_strs (&b, &self->custom_flags);
-    s_puts (&b, ",\"source_list\":");
+    jm_text_puts (&b, ",\"source_list\":");
     s_json_strs (&b, &self->source_list);
-    s_printf (
+    jm_text_add (
         &b, ",\"module_purge\":%s,\"module_unload_list\":", self->module_purge ? "true" : "false");
     s_json_strs (&b, &self->module_unload_list);
-    s_puts (&b, ",\"module_list\":");
+    jm_text_puts (&b, ",\"module_list\":");
     s_json_strs (&b, &self->module_list);
-    s_puts (&b, ",\"envs\":{");
+    jm_text_puts (&b, ",\"envs\":{");
     for (size_t i = 0; i < self->n_envs; i++) {
         if (i)
-            s_puts (&b, ",");
+            jm_text_puts (&b, ",");
         s_json_str (&b, self->envs[i].key);
-        s_puts (&b, ":");
+        jm_text_puts (&b, ":");
         s_json_str (&b, self->envs[i].value);
     }
-    s_puts (&b, "},\"prepend_script\":");
+    jm_text_puts (&b, "},\"prepend_script\":");
     s_json_strs (&b, &self->prepend_script);
-    s_puts (&b, ",\"append_script\":");
+    jm_text_puts (&b, ",\"append_script\":");
     s_json_strs (&b, &self->append_script);
-    s_printf (&b, ",\"wait_time\":%" PRIu64 ",\"strategy\":{\"customized_script_header_template\":",
-              self->wait_time);
+    jm_text_add (&b,
+                 ",\"wait_time\":%" PRIu64 ",\"strategy\":{\"customized_script_header_template\":",
+                 self->wait_time);
     s_json_str (&b, self->header_template);
-    s_puts (&b, "},\"kwargs\":{\"custom_gpu_line\":");
+    jm_text_puts (&b, "},\"kwargs\":{\"custom_gpu_line\":");
     s_json_str (&b, self->custom_gpu_line ? self->custom_gpu_line : "");
-    s_puts (&b, ",\"pe_name\":");
+    jm_text_puts (&b, ",\"pe_name\":");
     s_json_str (&b, self->pe_name ? self->pe_name : "smp");
-    s_puts (&b, ",\"job_name\":");
+    jm_text_puts (&b, ",\"job_name\":");
     s_json_str (&b, self->job_name ? self->job_name : "");
-    s_printf (&b, "},\"job_array\":%s}", self->job_array ? "true" : "false");
-    return s_buf_take (&b);
+    jm_text_add (&b, "},\"job_array\":%s}", self->job_array ? "true" : "false");
+    return s_take (&b);
 }
 
 /* ------------------------------------------------------------------ */
 /* Header template. */
 
 static int
-s_fill (const jm_resources_t *self, const char *tmpl, const char *job_name, s_buf_t *out, char *err,
-        size_t errlen)
+s_fill (const jm_resources_t *self, const char *tmpl, const char *job_name, jm_text_t *out,
+        char *err, size_t errlen)
 {
     static const char *known =
         "{number_node} {cpu_per_node} {gpu_per_node} {queue_name} {group_size} {para_deg} "
         "{job_name} {pe_name}";
-    s_buf_t scratch = {0};
-    s_buf_t *b = out ? out : &scratch;
+    jm_text_t scratch = {0};
+    jm_text_t *b = out ? out : &scratch;
     const char *p = tmpl;
     while (*p) {
         if (p[0] == '{' && p[1] == '{') {
-            s_puts (b, "{");
+            jm_text_puts (b, "{");
             p += 2;
             continue;
         }
         if (p[0] == '}' && p[1] == '}') {
-            s_puts (b, "}");
+            jm_text_puts (b, "}");
             p += 2;
             continue;
         }
         if (*p == '}') {
-            free (scratch.s);
+            jm_text_reset (&scratch);
             return jm_err (err, errlen,
                            "single '}' at byte %zu of the header template (write '}}' for a "
                            "literal brace)",
@@ -910,14 +872,14 @@ s_fill (const jm_resources_t *self, const char *tmpl, const char *job_name, s_bu
             const char *q = p;
             while (*q && *q != '{' && *q != '}')
                 q++;
-            s_put (b, p, (size_t)(q - p));
+            jm_text_put (b, p, (size_t)(q - p));
             p = q;
             continue;
         }
         const char *end = strchr (p + 1, '}');
         const char *nested = strchr (p + 1, '{');
         if (!end || (nested && nested < end)) {
-            free (scratch.s);
+            jm_text_reset (&scratch);
             return jm_err (err, errlen,
                            "unbalanced '{' at byte %zu of the header template (write '{{' for a "
                            "literal brace)",
@@ -930,34 +892,34 @@ s_fill (const jm_resources_t *self, const char *tmpl, const char *job_name, s_bu
             name[n] = 0;
         }
         if (strcmp (name, "number_node") == 0)
-            s_printf (b, "%" PRIu64, self->number_node);
+            jm_text_add (b, "%" PRIu64, self->number_node);
         else if (strcmp (name, "cpu_per_node") == 0)
-            s_printf (b, "%" PRIu64, self->cpu_per_node);
+            jm_text_add (b, "%" PRIu64, self->cpu_per_node);
         else if (strcmp (name, "gpu_per_node") == 0)
-            s_printf (b, "%" PRIu64, self->gpu_per_node);
+            jm_text_add (b, "%" PRIu64, self->gpu_per_node);
         else if (strcmp (name, "group_size") == 0)
-            s_printf (b, "%" PRIu64, self->group_size);
+            jm_text_add (b, "%" PRIu64, self->group_size);
         else if (strcmp (name, "para_deg") == 0)
-            s_printf (b, "%" PRIu64, self->para_deg);
+            jm_text_add (b, "%" PRIu64, self->para_deg);
         else if (strcmp (name, "queue_name") == 0)
-            s_puts (b, self->queue_name ? self->queue_name : "");
+            jm_text_puts (b, self->queue_name ? self->queue_name : "");
         else if (strcmp (name, "pe_name") == 0)
-            s_puts (b, self->pe_name ? self->pe_name : "smp");
+            jm_text_puts (b, self->pe_name ? self->pe_name : "smp");
         else if (strcmp (name, "job_name") == 0)
-            s_puts (b, job_name);
+            jm_text_puts (b, job_name);
         else {
             char show[128], raw[128];
             size_t rn = n + 2 < sizeof raw - 1 ? n + 2 : sizeof raw - 1;
             memcpy (raw, p, rn);
             raw[rn] = 0;
-            free (scratch.s);
+            jm_text_reset (&scratch);
             return jm_err (err, errlen,
                            "unknown placeholder '%s' in the header template (known: %s)",
                            s_show (raw, show, sizeof show), known);
         }
         p = end + 1;
     }
-    free (scratch.s);
+    jm_text_reset (&scratch);
     return 0;
 }
 
@@ -972,12 +934,12 @@ jm_resources_fill_template (const jm_resources_t *self, const char *job_name, ch
     }
     if (!job_name)
         job_name = self->job_name ? self->job_name : "";
-    s_buf_t b = {0};
+    jm_text_t b = {0};
     if (s_fill (self, self->header_template, job_name, &b, err, errlen)) {
-        free (b.s);
+        jm_text_reset (&b);
         return NULL;
     }
-    return s_buf_take (&b);
+    return s_take (&b);
 }
 
 /* ------------------------------------------------------------------ */
@@ -999,15 +961,15 @@ char *
 jm_resources_env_quote (const char *value)
 {
     assert (value);
-    s_buf_t b = {0};
-    s_puts (&b, "\"");
+    jm_text_t b = {0};
+    jm_text_puts (&b, "\"");
     const char *p = value;
     while (*p) {
         if (p[0] == '$' && s_ident_start (p[1])) {
             const char *q = p + 1;
             while (s_ident_char (*q))
                 q++;
-            s_put (&b, p, (size_t)(q - p)); /* $NAME */
+            jm_text_put (&b, p, (size_t)(q - p)); /* $NAME */
             p = q;
             continue;
         }
@@ -1016,16 +978,16 @@ jm_resources_env_quote (const char *value)
             while (s_ident_char (*q))
                 q++;
             if (*q == '}') {
-                s_put (&b, p, (size_t)(q + 1 - p)); /* ${NAME} */
+                jm_text_put (&b, p, (size_t)(q + 1 - p)); /* ${NAME} */
                 p = q + 1;
                 continue;
             }
         }
         if (*p == '$' || *p == '`' || *p == '"' || *p == '\\')
-            s_puts (&b, "\\");
-        s_put (&b, p, 1);
+            jm_text_puts (&b, "\\");
+        jm_text_put (&b, p, 1);
         p++;
     }
-    s_puts (&b, "\"");
-    return s_buf_take (&b);
+    jm_text_puts (&b, "\"");
+    return s_take (&b);
 }
