@@ -379,7 +379,13 @@ s_read_events (s_job_t *job)
     int fd = open (path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;
-    size_t cap = 65536, len = 0;
+    /* most polls find nothing new: no buffer then */
+    struct stat st;
+    if (fstat (fd, &st) != 0 || st.st_size <= job->ev_off) {
+        close (fd);
+        return;
+    }
+    size_t cap = (size_t)(st.st_size - job->ev_off), len = 0;
     char *buf = s_xalloc (malloc (cap + 1));
     for (;;) {
         if (len == cap) {
