@@ -12,14 +12,15 @@
 #ifndef JM_MSGS_H
 #define JM_MSGS_H
 
-#define JM_PROTO_VERSION 1
+#define JM_PROTO_VERSION 2
 
 /*  Field types.
     U64/I64: msgpack integers (I64 accepts negative), BOOL: msgpack boolean,
     STR: UTF-8 string (no NUL bytes), BIN: binary,
     STRS: array of STR, U64S: array of U64,
     FILES: array of file records, TASKS: array of task records,
-    SUBS: array of submission summaries, TSTATS: array of task statuses.
+    SUBS: array of submission summaries, TSTATS: array of task statuses,
+    MACHINES: array of machine entries, SITES: array of site records.
     Records are maps; their keys are listed with their C structs in
     jm_proto.h. */
 
@@ -60,25 +61,42 @@
     X (bytes, U64, 0)                                                                              \
     X (finished, BOOL, 0)                                                                          \
     X (detail, BOOL, 0)                                                                            \
-    X (resources, STR, 262144)
+    X (resources, STR, 262144)                                                                     \
+    X (max_jobs, U64, 0)                                                                           \
+    X (cores, U64, 0)                                                                              \
+    X (gpus, U64, 0)                                                                               \
+    X (running, U64, 0)                                                                            \
+    X (queued, U64, 0)                                                                             \
+    X (free_slots, U64, 0)                                                                         \
+    X (done_1m, U64, 0)                                                                            \
+    X (wait_ms, U64, 0)                                                                            \
+    X (root, STR, 4096)                                                                            \
+    X (machines, MACHINES, 1000)                                                                   \
+    X (speculative, BOOL, 0)                                                                       \
+    X (unserved, STRS, 1000)                                                                       \
+    X (sites, SITES, 10000)
 
 /*  X(NAME, "direction", fields...)  F(x) names field x.
     Directions: A = agent, C = client, K = coordinator.                  */
 #define JM_MESSAGES(X, F)                                                                          \
     /* handshake: first message on every connection, both roles */                                 \
     X (HELLO, "A,C -> K",                                                                          \
-       F (version) | F (role) | F (name) | F (scheduler) | F (slots) | F (host))                   \
+       F (version) | F (role) | F (name) | F (scheduler) | F (slots) | F (host) | F (max_jobs) |   \
+           F (cores) | F (gpus))                                                                   \
     X (WELCOME, "K -> A,C", F (version) | F (heartbeat_ms))                                        \
     X (ERROR, "any", F (code) | F (reason))                                                        \
     X (HEARTBEAT, "A <-> K", 0)                                                                    \
     /* agent: pull-based work */                                                                   \
     X (CREDIT, "A -> K", F (credit))                                                               \
+    X (LOAD, "A -> K",                                                                             \
+       F (running) | F (queued) | F (free_slots) | F (done_1m) | F (wait_ms))                      \
     X (JOB, "K -> A",                                                                              \
-       F (job_id) | F (sub_id) | F (para_deg) | F (resources) | F (common) | F (tasks))            \
+       F (job_id) | F (sub_id) | F (para_deg) | F (resources) | F (root) | F (common) | F (tasks))  \
     X (JOB_STATE, "A -> K", F (job_id) | F (state) | F (reason))                                   \
     X (TASK_STARTED, "A -> K", F (ids))                                                            \
     X (TASK_END, "A -> K", F (task_id) | F (exit_code) | F (files) | F (reason))                   \
     X (CANCEL_JOB, "K -> A", F (job_id))                                                           \
+    X (WITHDRAW, "K -> A", F (job_id))                                                             \
     /* backward common files, after all tasks of a submission ended */                             \
     X (COLLECT, "K -> A", F (sub_id) | F (backward_common))                                        \
     X (COLLECTED, "A -> K", F (sub_id) | F (files) | F (reason))                                   \
@@ -89,13 +107,17 @@
     /* client */                                                                                   \
     X (SUBMIT, "C -> K",                                                                           \
        F (work_base) | F (group_size) | F (para_deg) | F (resources) | F (common) |                \
-           F (backward_common) | F (tasks))                                                        \
-    X (SUBMITTED, "K -> C", F (sub_id) | F (total))                                                \
+           F (backward_common) | F (tasks) | F (machines) | F (speculative))                       \
+    X (SUBMITTED, "K -> C", F (sub_id) | F (total) | F (unserved))                                 \
     X (STATUS, "C -> K", F (sub_id) | F (detail))                                                  \
     X (STATUS_REPLY, "K -> C", F (subs) | F (tstats))                                              \
     X (WATCH, "C -> K", F (sub_id))                                                                \
     X (PROGRESS, "K -> C", F (sub_id) | F (state) | F (total) | F (counts) | F (finished))         \
     X (CANCEL, "C -> K", F (sub_id))                                                               \
-    X (CANCELLED, "K -> C", F (sub_id) | F (total))
+    X (CANCELLED, "K -> C", F (sub_id) | F (total))                                                \
+    /* sites: list, drain and resume */                                                            \
+    X (SITES, "C -> K", F (name))                                                                  \
+    X (SITES_REPLY, "K -> C", F (sites))                                                           \
+    X (SITE_SET, "C -> K", F (name) | F (state))
 
 #endif

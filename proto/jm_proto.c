@@ -38,6 +38,8 @@ typedef enum {
     K_TASKS,
     K_SUBS,
     K_TSTATS,
+    K_MACHINES,
+    K_SITES,
     K_HASH,     /* char[65], 64 lowercase hex digits */
     K_HASH_OPT, /* char[65], "" or 64 lowercase hex digits */
     K_MODE      /* uint32_t, <= 07777 */
@@ -123,11 +125,44 @@ static const fdesc_t s_tstat_f[] = {
     {"reason", K_STR, 8192, offsetof (jm_wtstat_t, reason)},
 };
 
+static const fdesc_t s_machine_f[] = {
+    {"name", K_STR, 128, offsetof (jm_wmachine_t, name)},
+    {"site", K_STR, 128, offsetof (jm_wmachine_t, site)},
+    {"host", K_STR, 256, offsetof (jm_wmachine_t, host)},
+    {"command", K_STR, 65536, offsetof (jm_wmachine_t, command)},
+    {"root", K_STR, JM_STR_CAP, offsetof (jm_wmachine_t, root)},
+    {"resources", K_STR, 262144, offsetof (jm_wmachine_t, resources)},
+    {"submit_size", K_U64, 0, offsetof (jm_wmachine_t, submit_size)},
+    {"ratio", K_U64, 0, offsetof (jm_wmachine_t, ratio)},
+};
+static const fdesc_t s_site_f[] = {
+    {"name", K_STR, 128, offsetof (jm_wsite_t, name)},
+    {"state", K_STR, 32, offsetof (jm_wsite_t, state)},
+    {"drained", K_BOOL, 0, offsetof (jm_wsite_t, drained)},
+    {"scheduler", K_STR, 32, offsetof (jm_wsite_t, scheduler)},
+    {"host", K_STR, 256, offsetof (jm_wsite_t, host)},
+    {"slots", K_U64, 0, offsetof (jm_wsite_t, slots)},
+    {"max_jobs", K_U64, 0, offsetof (jm_wsite_t, max_jobs)},
+    {"cores", K_U64, 0, offsetof (jm_wsite_t, cores)},
+    {"gpus", K_U64, 0, offsetof (jm_wsite_t, gpus)},
+    {"running", K_U64, 0, offsetof (jm_wsite_t, running)},
+    {"queued", K_U64, 0, offsetof (jm_wsite_t, queued)},
+    {"free_slots", K_U64, 0, offsetof (jm_wsite_t, free_slots)},
+    {"done_1m", K_U64, 0, offsetof (jm_wsite_t, done_1m)},
+    {"wait_ms", K_U64, 0, offsetof (jm_wsite_t, wait_ms)},
+    {"jobs", K_U64, 0, offsetof (jm_wsite_t, jobs)},
+    {"last_seen", K_U64, 0, offsetof (jm_wsite_t, last_seen)},
+    {"tunnel", K_STR, 256, offsetof (jm_wsite_t, tunnel)},
+};
+
 #define NELEM(a) (sizeof (a) / sizeof ((a)[0]))
 static const rdesc_t s_file_r = {"file", s_file_f, NELEM (s_file_f), sizeof (jm_wfile_t)};
 static const rdesc_t s_task_r = {"task", s_task_f, NELEM (s_task_f), sizeof (jm_wtask_t)};
 static const rdesc_t s_sub_r = {"sub", s_sub_f, NELEM (s_sub_f), sizeof (jm_wsub_t)};
 static const rdesc_t s_tstat_r = {"tstat", s_tstat_f, NELEM (s_tstat_f), sizeof (jm_wtstat_t)};
+static const rdesc_t s_machine_r = {"machine", s_machine_f, NELEM (s_machine_f),
+                                    sizeof (jm_wmachine_t)};
+static const rdesc_t s_site_r = {"site", s_site_f, NELEM (s_site_f), sizeof (jm_wsite_t)};
 
 static kind_t
 field_kind (int fid)
@@ -148,6 +183,10 @@ record_of (kind_t k)
         return &s_sub_r;
     case K_TSTATS:
         return &s_tstat_r;
+    case K_MACHINES:
+        return &s_machine_r;
+    case K_SITES:
+        return &s_site_r;
     default:
         return NULL;
     }
@@ -170,6 +209,12 @@ list_get (kind_t k, const void *p, size_t *n_p)
     case K_TSTATS:
         *n_p = ((const jm_wtstats_t *)p)->n;
         return ((const jm_wtstats_t *)p)->v;
+    case K_MACHINES:
+        *n_p = ((const jm_wmachines_t *)p)->n;
+        return ((const jm_wmachines_t *)p)->v;
+    case K_SITES:
+        *n_p = ((const jm_wsites_t *)p)->n;
+        return ((const jm_wsites_t *)p)->v;
     default:
         assert (false);
         return NULL;
@@ -195,6 +240,14 @@ list_set (kind_t k, void *p, void *v, size_t n)
     case K_TSTATS:
         ((jm_wtstats_t *)p)->v = v;
         ((jm_wtstats_t *)p)->n = n;
+        break;
+    case K_MACHINES:
+        ((jm_wmachines_t *)p)->v = v;
+        ((jm_wmachines_t *)p)->n = n;
+        break;
+    case K_SITES:
+        ((jm_wsites_t *)p)->v = v;
+        ((jm_wsites_t *)p)->n = n;
         break;
     default:
         assert (false);
@@ -298,7 +351,9 @@ free_value (kind_t k, void *p)
     case K_FILES:
     case K_TASKS:
     case K_SUBS:
-    case K_TSTATS: {
+    case K_TSTATS:
+    case K_MACHINES:
+    case K_SITES: {
         const rdesc_t *r = record_of (k);
         size_t n;
         char *v = list_get (k, p, &n);
@@ -539,7 +594,9 @@ enc_value (enc_t *e, kind_t k, size_t max, const void *p, const char *path)
     case K_FILES:
     case K_TASKS:
     case K_SUBS:
-    case K_TSTATS: {
+    case K_TSTATS:
+    case K_MACHINES:
+    case K_SITES: {
         const rdesc_t *r = record_of (k);
         size_t n;
         const char *v = list_get (k, p, &n);
@@ -954,7 +1011,9 @@ dec_value (ctx_t *c, const msgpack_object *o, kind_t k, size_t max, void *p, con
     case K_FILES:
     case K_TASKS:
     case K_SUBS:
-    case K_TSTATS: {
+    case K_TSTATS:
+    case K_MACHINES:
+    case K_SITES: {
         if ((rc = array_check (c, o, max, path)))
             return rc;
         const rdesc_t *r = record_of (k);
@@ -1285,6 +1344,22 @@ jm_wtstats_push (jm_wtstats_t *list)
 {
     assert (list);
     list->v = grow (list->v, list->n, sizeof (jm_wtstat_t));
+    return &list->v[list->n++];
+}
+
+jm_wmachine_t *
+jm_wmachines_push (jm_wmachines_t *list)
+{
+    assert (list);
+    list->v = grow (list->v, list->n, sizeof (jm_wmachine_t));
+    return &list->v[list->n++];
+}
+
+jm_wsite_t *
+jm_wsites_push (jm_wsites_t *list)
+{
+    assert (list);
+    list->v = grow (list->v, list->n, sizeof (jm_wsite_t));
     return &list->v[list->n++];
 }
 

@@ -45,7 +45,17 @@ typedef enum {
     sub:   { "id": STR<=64, "state": STR<=32, "work_base": STR<=4096,
              "total": U64, "counts": U64S<=32, "created": U64, "bytes": U64 }
     tstat: { "id": U64, "path": STR<=4096, "state": STR<=32,
-             "exit_code": I64, "site": STR<=128, "reason": STR<=8192 }   */
+             "exit_code": I64, "site": STR<=128, "reason": STR<=8192 }
+    machine: { "name": STR<=128, "site": STR<=128, "host": STR<=256,
+             "command": STR<=65536, "root": STR<=4096,
+             "resources": STR<=262144, "submit_size": U64, "ratio": U64 }
+             (ratio: work_load_ratio in millionths, 0 = none)
+    site:  { "name": STR<=128, "state": STR<=32, "drained": BOOL,
+             "scheduler": STR<=32, "host": STR<=256, "slots": U64,
+             "max_jobs": U64, "cores": U64, "gpus": U64, "running": U64,
+             "queued": U64, "free_slots": U64, "done_1m": U64,
+             "wait_ms": U64, "jobs": U64, "last_seen": U64 (unix ms),
+             "tunnel": STR<=256 }                                        */
 typedef struct {
     char *path;
     char hash[65];
@@ -112,6 +122,49 @@ typedef struct {
     size_t n;
 } jm_wtstats_t;
 
+/* A machine entry of a submission (thkit MACHINE.yml / dpdispatcher). */
+typedef struct {
+    char *name;      /* entry key, e.g. "dft_1" */
+    char *site;      /* explicit site: key, or "" */
+    char *host;      /* remote_profile.hostname, or "" */
+    char *command;   /* substituted for {command} in task commands */
+    char *root;      /* remote_root, or "" (the agent's root) */
+    char *resources; /* canonical JSON, or "" (the submission's) */
+    uint64_t submit_size; /* 0 = no cap */
+    uint64_t ratio;       /* work_load_ratio * 1e6; 0 = no cap */
+} jm_wmachine_t;
+
+typedef struct {
+    jm_wmachine_t *v;
+    size_t n;
+} jm_wmachines_t;
+
+/* A site as the coordinator sees it (SITES_REPLY). */
+typedef struct {
+    char *name;
+    char *state; /* "up", "lost", "gone" (disconnected, never or no longer seen) */
+    bool drained;
+    char *scheduler;
+    char *host;
+    uint64_t slots;
+    uint64_t max_jobs;
+    uint64_t cores;
+    uint64_t gpus;
+    uint64_t running;    /* tasks running (agent's LOAD) */
+    uint64_t queued;     /* jobs waiting at the site (agent's LOAD) */
+    uint64_t free_slots; /* (agent's LOAD) */
+    uint64_t done_1m;    /* tasks ended in the last minute (agent's LOAD) */
+    uint64_t wait_ms;    /* median queue wait of recent jobs (agent's LOAD) */
+    uint64_t jobs;       /* jobs the coordinator has out at the site */
+    uint64_t last_seen;  /* unix ms, 0 = never */
+    char *tunnel;        /* ssh tunnel state, "" = none */
+} jm_wsite_t;
+
+typedef struct {
+    jm_wsite_t *v;
+    size_t n;
+} jm_wsites_t;
+
 typedef struct {
     jm_msg_id_t id;
     uint64_t version;
@@ -150,6 +203,19 @@ typedef struct {
     bool finished;
     bool detail;
     char *resources;
+    uint64_t max_jobs;
+    uint64_t cores;
+    uint64_t gpus;
+    uint64_t running;
+    uint64_t queued;
+    uint64_t free_slots;
+    uint64_t done_1m;
+    uint64_t wait_ms;
+    char *root;
+    jm_wmachines_t machines;
+    bool speculative;
+    jm_strs_t unserved;
+    jm_wsites_t sites;
 } jm_msg_t;
 
 /*  Decode results: 0 is success; each failure is a distinct negative code. */
@@ -218,6 +284,8 @@ void jm_u64s_push (jm_u64s_t *list, uint64_t v);
 jm_wtask_t *jm_wtasks_push (jm_wtasks_t *list);
 jm_wsub_t *jm_wsubs_push (jm_wsubs_t *list);
 jm_wtstat_t *jm_wtstats_push (jm_wtstats_t *list);
+jm_wmachine_t *jm_wmachines_push (jm_wmachines_t *list);
+jm_wsite_t *jm_wsites_push (jm_wsites_t *list);
 /* Sets *dst to a copy of s (freeing the old value); NULL stores "". */
 void jm_str_set (char **dst, const char *s);
 /* Copies size bytes into msg->data. */

@@ -155,7 +155,7 @@ static void
 s_handshake (s_fix_t *f, uint64_t hb)
 {
     jm_msg_t *m = s_expect (f, JM_MSG_HELLO, 10000, NULL, NULL);
-    assert_int_equal (m->version, 1);
+    assert_int_equal (m->version, JM_PROTO_VERSION);
     assert_string_equal (m->role, "agent");
     assert_string_equal (m->name, "test-site");
     assert_string_equal (m->scheduler, "shell");

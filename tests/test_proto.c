@@ -179,6 +179,47 @@ fill_tstats (jm_wtstats_t *l)
     jm_str_set (&t->reason, "");
 }
 
+static void
+fill_machines (jm_wmachines_t *l, int big)
+{
+    jm_wmachine_t *m = jm_wmachines_push (l);
+    jm_str_set (&m->name, "dft_1");
+    jm_str_set (&m->site, "cluster-a");
+    jm_str_set (&m->host, "login.example.org");
+    jm_str_set (&m->command, "mpirun -np 4 vasp_std");
+    jm_str_set (&m->root, "/scratch/u/jobs");
+    jm_str_set (&m->resources, big ? "{\"queue_name\":\"long\"}" : "");
+    m->submit_size = 10;
+    m->ratio = 333333;
+    m = jm_wmachines_push (l);
+    m->submit_size = UINT64_MAX;
+}
+
+static void
+fill_sites (jm_wsites_t *l)
+{
+    jm_wsite_t *s = jm_wsites_push (l);
+    jm_str_set (&s->name, "cluster-a");
+    jm_str_set (&s->state, "up");
+    s->drained = true;
+    jm_str_set (&s->scheduler, "slurm");
+    jm_str_set (&s->host, "login1");
+    s->slots = 4;
+    s->max_jobs = 100;
+    s->cores = 64;
+    s->gpus = 8;
+    s->running = 3;
+    s->queued = 7;
+    s->free_slots = 1;
+    s->done_1m = 120;
+    s->wait_ms = 30000;
+    s->jobs = 10;
+    s->last_seen = 1700000000123ull;
+    jm_str_set (&s->tunnel, "up (pid 42)");
+    s = jm_wsites_push (l);
+    s->last_seen = UINT64_MAX;
+}
+
 #define FILL_U64(m, f, max) m->f = UINT64_C (0x0123456789abcdef) * (JM_FLD_##f + 1)
 #define FILL_I64(m, f, max) m->f = -42 - JM_FLD_##f
 #define FILL_BOOL(m, f, max) m->f = true
@@ -199,6 +240,8 @@ fill_tstats (jm_wtstats_t *l)
 #define FILL_TASKS(m, f, max) fill_tasks (&m->f, big)
 #define FILL_SUBS(m, f, max) fill_subs (&m->f, big)
 #define FILL_TSTATS(m, f, max) fill_tstats (&m->f)
+#define FILL_MACHINES(m, f, max) fill_machines (&m->f, big)
+#define FILL_SITES(m, f, max) fill_sites (&m->f)
 
 /* A message of type id with every field filled; big puts strings, data and
    small arrays at their maximum sizes. */
@@ -303,6 +346,43 @@ cmp_tstats (const jm_wtstats_t *a, const jm_wtstats_t *b)
     }
 }
 
+static void
+cmp_machines (const jm_wmachines_t *a, const jm_wmachines_t *b)
+{
+    assert_int_equal (a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        cmp_str_p (&a->v[i].name, &b->v[i].name);
+        cmp_str_p (&a->v[i].site, &b->v[i].site);
+        cmp_str_p (&a->v[i].host, &b->v[i].host);
+        cmp_str_p (&a->v[i].command, &b->v[i].command);
+        cmp_str_p (&a->v[i].root, &b->v[i].root);
+        cmp_str_p (&a->v[i].resources, &b->v[i].resources);
+        assert_true (a->v[i].submit_size == b->v[i].submit_size);
+        assert_true (a->v[i].ratio == b->v[i].ratio);
+    }
+}
+
+static void
+cmp_sites (const jm_wsites_t *a, const jm_wsites_t *b)
+{
+    assert_int_equal (a->n, b->n);
+    for (size_t i = 0; i < a->n; i++) {
+        const jm_wsite_t *x = &a->v[i], *y = &b->v[i];
+        cmp_str_p (&x->name, &y->name);
+        cmp_str_p (&x->state, &y->state);
+        assert_int_equal (x->drained, y->drained);
+        cmp_str_p (&x->scheduler, &y->scheduler);
+        cmp_str_p (&x->host, &y->host);
+        assert_true (x->slots == y->slots && x->max_jobs == y->max_jobs);
+        assert_true (x->cores == y->cores && x->gpus == y->gpus);
+        assert_true (x->running == y->running && x->queued == y->queued);
+        assert_true (x->free_slots == y->free_slots && x->done_1m == y->done_1m);
+        assert_true (x->wait_ms == y->wait_ms && x->jobs == y->jobs);
+        assert_true (x->last_seen == y->last_seen);
+        cmp_str_p (&x->tunnel, &y->tunnel);
+    }
+}
+
 #define CMP_U64(a, b, f) assert_true (a->f == b->f)
 #define CMP_I64(a, b, f) assert_true (a->f == b->f)
 #define CMP_BOOL(a, b, f) assert_int_equal (a->f, b->f)
@@ -320,6 +400,8 @@ cmp_tstats (const jm_wtstats_t *a, const jm_wtstats_t *b)
 #define CMP_TASKS(a, b, f) cmp_tasks (&a->f, &b->f)
 #define CMP_SUBS(a, b, f) cmp_subs (&a->f, &b->f)
 #define CMP_TSTATS(a, b, f) cmp_tstats (&a->f, &b->f)
+#define CMP_MACHINES(a, b, f) cmp_machines (&a->f, &b->f)
+#define CMP_SITES(a, b, f) cmp_sites (&a->f, &b->f)
 
 /* Fields the type does not list must stay zero after decoding. */
 static void
@@ -723,7 +805,7 @@ static void
 test_version (void **state)
 {
     (void)state;
-    msgpack_object two = o_uint (2);
+    msgpack_object two = o_uint (JM_PROTO_VERSION + 1);
     jm_msg_t *m = fill_msg (JM_MSG_HELLO, 0);
     size_t n;
     uint8_t *buf = mutate (m, "v", MUT_REPLACE, &two, &n);
@@ -733,8 +815,8 @@ test_version (void **state)
     int rc = jm_msg_decode (buf, n, &d, &pv, err, sizeof err);
     assert_int_equal (rc, JM_PROTO_EVERSION);
     assert_null (d);
-    assert_int_equal (pv, 2);
-    assert_non_null (strstr (err, "protocol version 2 not supported (this side speaks 1)"));
+    assert_int_equal (pv, JM_PROTO_VERSION + 1);
+    assert_non_null (strstr (err, "protocol version 3 not supported (this side speaks 2)"));
     free (buf);
 
     buf = mutate (m, "v", MUT_REMOVE, NULL, &n);
@@ -770,7 +852,7 @@ test_version (void **state)
     rc = jm_msg_decode ((uint8_t *)sb.data, sb.size, &d, &pv, err, sizeof err);
     assert_int_equal (rc, JM_PROTO_EVERSION);
     assert_int_equal (pv, 7);
-    assert_non_null (strstr (err, "protocol version 7 not supported (this side speaks 1)"));
+    assert_non_null (strstr (err, "protocol version 7 not supported (this side speaks 2)"));
     msgpack_sbuffer_destroy (&sb);
 }
 
@@ -946,7 +1028,7 @@ test_limits_each_field (void **state)
             free (over.via.array.ptr);
         }
         else if (!strcmp (t, "FILES") || !strcmp (t, "TASKS") || !strcmp (t, "SUBS") ||
-                 !strcmp (t, "TSTATS")) {
+                 !strcmp (t, "TSTATS") || !strcmp (t, "MACHINES") || !strcmp (t, "SITES")) {
             /* nil entries: at the limit the count passes and entry [0] is
                refused as a non-record; one over, the count is refused
                before any entry is looked at */
@@ -1070,7 +1152,7 @@ test_unknown_key (void **state)
     msgpack_packer_init (&pk, &sb, msgpack_sbuffer_write);
     msgpack_pack_map (&pk, 4);
     pack_key (&pk, "v", 1);
-    msgpack_pack_uint64 (&pk, 1);
+    msgpack_pack_uint64 (&pk, JM_PROTO_VERSION);
     pack_key (&pk, "t", 1);
     pack_key (&pk, "CREDIT", 6);
     pack_key (&pk, "credit", 6);
@@ -1286,7 +1368,7 @@ test_zmq_sockets (void **state)
     jm_msg_t *got = jm_msg_recv (router, &rid, &code, &pv, err, sizeof err);
     assert_non_null (got);
     assert_int_equal (code, 0);
-    assert_int_equal (pv, 1);
+    assert_int_equal (pv, JM_PROTO_VERSION);
     assert_non_null (rid);
     cmp_msg (copy, got);
     jm_msg_destroy (&got);
@@ -1331,7 +1413,7 @@ test_zmq_sockets (void **state)
 
     /* another version: peer version reported */
     m = fill_msg (JM_MSG_HELLO, 0);
-    msgpack_object two = o_uint (2);
+    msgpack_object two = o_uint (JM_PROTO_VERSION + 1);
     size_t n;
     uint8_t *buf = mutate (m, "v", MUT_REPLACE, &two, &n);
     jm_msg_destroy (&m);
@@ -1340,7 +1422,7 @@ test_zmq_sockets (void **state)
     got = jm_msg_recv (router, &rid, &code, &pv, err, sizeof err);
     assert_null (got);
     assert_int_equal (code, JM_PROTO_EVERSION);
-    assert_int_equal (pv, 2);
+    assert_int_equal (pv, JM_PROTO_VERSION + 1);
     zframe_destroy (&rid);
 
     /* the socket keeps working */
