@@ -112,6 +112,11 @@ jm_config_destroy (jm_config_t **self_p)
     free (self->home);
     free (self->bind);
     free (self->endpoint);
+    for (size_t i = 0; i < self->nconnect; i++)
+        free (self->connect[i]);
+    free (self->connect);
+    free (self->tunnel_machines);
+    free (self->tunnel_prefix);
     free (self);
     *self_p = NULL;
 }
@@ -163,6 +168,91 @@ s_get_endpoint (const jm_ynode_t *v, const char *file, const char *key, char **o
     return 0;
 }
 
+/* connect: a list of endpoints the coordinator dials (one scalar = a list
+   of one).  Only tcp:// and ipc:// make sense across processes, and a
+   wildcard host cannot be dialled. */
+static int
+s_get_connect (const jm_ynode_t *v, const char *file, jm_config_t *self, char *err, size_t errlen)
+{
+    size_t n = v->type == JM_Y_SEQ ? v->n : 1;
+    if (v->type == JM_Y_MAP)
+        return jm_err (err, errlen,
+                       "%s:%d: 'connect' must be a list of agent endpoints such as "
+                       "[tcp://login1:7200]",
+                       file, v->line);
+    for (size_t i = 0; i < n; i++) {
+        const jm_ynode_t *e = v->type == JM_Y_SEQ ? v->items[i] : v;
+        if (e->type != JM_Y_SCALAR || !s_endpoint_ok (e->value) ||
+            strncmp (e->value, "inproc://", 9) == 0 || strncmp (e->value, "tcp://*:", 8) == 0 ||
+            strncmp (e->value, "tcp://0.0.0.0:", 14) == 0)
+            return jm_err (err, errlen,
+                           "%s:%d: 'connect' item %zu must be an agent's endpoint such as "
+                           "tcp://login1:7200 (what the agent was given with --bind)",
+                           file, e->line, i + 1);
+        for (size_t j = 0; j < self->nconnect; j++)
+            if (strcmp (self->connect[j], e->value) == 0)
+                return jm_err (err, errlen, "%s:%d: 'connect' lists '%s' twice", file, e->line,
+                               e->value);
+        char **nc = realloc (self->connect, (self->nconnect + 1) * sizeof (char *));
+        assert (nc);
+        self->connect = nc;
+        self->connect[self->nconnect] = strdup (e->value);
+        assert (self->connect[self->nconnect]);
+        self->nconnect++;
+    }
+    return 0;
+}
+
+/* A one-line string without control characters. */
+static int
+s_get_string (const jm_ynode_t *v, const char *file, const char *key, const char *what, char **out,
+              char *err, size_t errlen)
+{
+    int ok = v->type == JM_Y_SCALAR && *v->value && strlen (v->value) < 4096;
+    for (const char *p = ok ? v->value : ""; *p; p++)
+        if ((unsigned char)*p < 0x20)
+            ok = 0;
+    if (!ok)
+        return jm_err (err, errlen, "%s:%d: '%s' must be %s on one line", file, v->line, key, what);
+    free (*out);
+    *out = strdup (v->value);
+    assert (*out);
+    return 0;
+}
+
+/* tunnel_machines: ~/x is below the user's home, a relative path below the
+   jobman home (where config.yml is). */
+static int
+s_get_path (const jm_ynode_t *v, const char *file, const char *key, const char *home, char **out,
+            char *err, size_t errlen)
+{
+    char *raw = NULL;
+    if (s_get_string (v, file, key, "a file path", &raw, err, errlen))
+        return -1;
+    char *path;
+    if (raw[0] == '~' && (raw[1] == '/' || raw[1] == 0)) {
+        const char *h = getenv ("HOME");
+        if (!h || !*h) {
+            struct passwd *pw = getpwuid (getuid ());
+            h = pw && pw->pw_dir ? pw->pw_dir : "/";
+        }
+        path = raw[1] ? s_join (h, raw + 2) : strdup (h);
+    }
+    else if (raw[0] == '/')
+        path = strdup (raw);
+    else
+        path = s_join (home, raw);
+    assert (path);
+    free (raw);
+    free (*out);
+    *out = path;
+    return 0;
+}
+
+#define S_KNOWN_KEYS                                                                               \
+    "bind, endpoint, heartbeat_ms, chunk_size, window, connect, tunnel_machines, "                 \
+    "tunnel_prefix, tunnel_port, requeue_after_ms"
+
 jm_config_t *
 jm_config_load (const char *home, char *err, size_t errlen)
 {
@@ -188,10 +278,8 @@ jm_config_load (const char *home, char *err, size_t errlen)
             goto fail;
         int rc = 0;
         if (!jm_ynode_is_null (root) && root->type != JM_Y_MAP) {
-            rc = jm_err (err, errlen,
-                         "%s:%d: expected a map of settings (bind, endpoint, "
-                         "heartbeat_ms, chunk_size, window)",
-                         file, root->line);
+            rc = jm_err (err, errlen, "%s:%d: expected a map of settings (" S_KNOWN_KEYS ")", file,
+                         root->line);
         }
         for (size_t i = 0; rc == 0 && root->type == JM_Y_MAP && i < root->n; i++) {
             const char *k = root->keys[i];
@@ -208,16 +296,34 @@ jm_config_load (const char *home, char *err, size_t errlen)
                 rc = s_get_u64 (v, file, k, 1, JM_MAX_CHUNK_SIZE, &self->chunk_size, err, errlen);
             else if (strcmp (k, "window") == 0)
                 rc = s_get_u64 (v, file, k, 1, 1024, &self->window, err, errlen);
+            else if (strcmp (k, "connect") == 0)
+                rc = s_get_connect (v, file, self, err, errlen);
+            else if (strcmp (k, "tunnel_machines") == 0)
+                rc = s_get_path (v, file, k, self->home, &self->tunnel_machines, err, errlen);
+            else if (strcmp (k, "tunnel_prefix") == 0)
+                rc = s_get_string (v, file, k, "a machine entry name prefix", &self->tunnel_prefix,
+                                   err, errlen);
+            else if (strcmp (k, "tunnel_port") == 0) {
+                uint64_t port = 0;
+                rc = s_get_u64 (v, file, k, 0, 65535, &port, err, errlen);
+                self->tunnel_port = (unsigned)port;
+            }
+            else if (strcmp (k, "requeue_after_ms") == 0)
+                rc = s_get_u64 (v, file, k, 0, 86400000, &self->requeue_after_ms, err, errlen);
             else
-                rc = jm_err (err, errlen,
-                             "%s:%d: unknown key '%s' (known: bind, endpoint, heartbeat_ms, "
-                             "chunk_size, window)",
-                             file, root->key_lines[i], k);
+                rc = jm_err (err, errlen, "%s:%d: unknown key '%s' (known: " S_KNOWN_KEYS ")", file,
+                             root->key_lines[i], k);
         }
         jm_ynode_destroy (&root);
         if (rc)
             goto fail;
     }
+    if (self->tunnel_prefix && !self->tunnel_machines) {
+        jm_err (err, errlen, "%s: 'tunnel_prefix' is set but 'tunnel_machines' is not", file);
+        goto fail;
+    }
+    if (self->requeue_after_ms == 0)
+        self->requeue_after_ms = 10 * self->heartbeat_ms;
     if (!self->bind)
         self->bind = strdup (JM_DEFAULT_BIND);
     if (!self->endpoint)
@@ -291,7 +397,22 @@ jm_config_write_default (const char *home, const char *bind, char *err, size_t e
              "chunk_size: %d\n"
              "\n"
              "# File transfer chunks in flight per peer.\n"
-             "window: %d\n",
+             "window: %d\n"
+             "\n"
+             "# Agents started with 'jobman-agent run --bind ENDPOINT' that this\n"
+             "# coordinator dials (for a login node it can reach, or through ssh -L):\n"
+             "# connect: [tcp://login1.example.org:7200]\n"
+             "\n"
+             "# Keep one reverse ssh tunnel ('ssh -N -R', honouring ~/.ssh/config) to\n"
+             "# each entry of this machine file that has remote_profile.hostname, so\n"
+             "# agents there dial tcp://127.0.0.1:<tunnel_port> on their login node.\n"
+             "# tunnel_machines: ~/work/MACHINE.yml\n"
+             "# tunnel_prefix: dft        # only the entries whose name starts with it\n"
+             "# tunnel_port: 7100         # default: the port bound above\n"
+             "\n"
+             "# A site silent for this long loses its unstarted work to the other\n"
+             "# sites (0 = 10 x heartbeat_ms).\n"
+             "requeue_after_ms: 0\n",
              bind, endpoint, JM_DEFAULT_HEARTBEAT_MS, JM_DEFAULT_CHUNK_SIZE, JM_DEFAULT_WINDOW);
     fclose (mem);
     free (endpoint);

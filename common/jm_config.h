@@ -22,6 +22,22 @@ typedef struct {
     uint64_t heartbeat_ms; /* default 1000 */
     uint64_t chunk_size;   /* default 1 MiB */
     uint64_t window;       /* chunks in flight per peer, default 8 */
+    /* Agents started with --bind: the coordinator's ROUTER connects to
+       each of these tcp:// (or ipc://) endpoints.  NULL/0 when none. */
+    char **connect;
+    size_t nconnect;
+    /* Machine file (thkit MACHINE.yml, dpdispatcher/dpgen machine.json)
+       whose entries with a remote_profile.hostname get a reverse ssh
+       tunnel; NULL = no tunnels.  Absolute: a relative path is taken
+       relative to the home, a leading ~/ is the user's home.  The file is
+       read by the coordinator (jm_machines_load), not here. */
+    char *tunnel_machines;
+    char *tunnel_prefix;       /* entry name prefix for tunnel_machines, or NULL */
+    unsigned tunnel_port;      /* port on the login node's 127.0.0.1 that
+                                  agents dial; 0 = the coordinator's bound port */
+    uint64_t requeue_after_ms; /* a silent site's work is requeued after this;
+                                  0 in the file = 10 x heartbeat_ms (so never 0
+                                  after jm_config_load) */
 } jm_config_t;
 
 /* Resolve the home directory (malloc'ed absolute path). */

@@ -79,6 +79,13 @@ test_defaults (void **state)
     assert_int_equal (c->heartbeat_ms, 1000);
     assert_int_equal (c->chunk_size, 1024 * 1024);
     assert_int_equal (c->window, 8);
+    /* no agents to dial, no tunnels; requeue after 10 heartbeats */
+    assert_null (c->connect);
+    assert_int_equal (c->nconnect, 0);
+    assert_null (c->tunnel_machines);
+    assert_null (c->tunnel_prefix);
+    assert_int_equal (c->tunnel_port, 0);
+    assert_int_equal (c->requeue_after_ms, 10000);
     jm_config_destroy (&c);
     assert_null (c);
 
@@ -114,6 +121,90 @@ test_overrides (void **state)
     assert_non_null (c);
     assert_string_equal (c->endpoint, "tcp://10.0.0.1:7300");
     jm_config_destroy (&c);
+}
+
+static void
+test_fleet_keys (void **state)
+{
+    (void)state;
+    char err[512] = "", want[PATH_MAX + 64];
+    s_write_config ("connect:\n"
+                    "  - tcp://10.0.0.2:7200\n"
+                    "  - 'tcp://login2:7201'\n"
+                    "tunnel_machines: machines/MACHINE.yml\n"
+                    "tunnel_prefix: dft\n"
+                    "tunnel_port: 7300\n"
+                    "requeue_after_ms: 4500\n"
+                    "heartbeat_ms: 200\n");
+    jm_config_t *c = jm_config_load (jm_test_dir, err, sizeof (err));
+    assert_non_null (c);
+    assert_int_equal (c->nconnect, 2);
+    assert_string_equal (c->connect[0], "tcp://10.0.0.2:7200");
+    assert_string_equal (c->connect[1], "tcp://login2:7201");
+    /* a relative machine file is below the home, where config.yml is */
+    snprintf (want, sizeof (want), "%s/machines/MACHINE.yml", jm_test_dir);
+    assert_string_equal (c->tunnel_machines, want);
+    assert_string_equal (c->tunnel_prefix, "dft");
+    assert_int_equal (c->tunnel_port, 7300);
+    assert_int_equal (c->requeue_after_ms, 4500);
+    jm_config_destroy (&c);
+
+    /* requeue_after_ms 0 = 10 heartbeats, whatever the order of the keys;
+       one endpoint on its own is a list of one; ~/ is the user's home */
+    char *saved_home = getenv ("HOME") ? strdup (getenv ("HOME")) : NULL;
+    setenv ("HOME", "/home/someone", 1);
+    s_write_config ("requeue_after_ms: 0\n"
+                    "heartbeat_ms: 300\n"
+                    "connect: tcp://127.0.0.1:7201\n"
+                    "tunnel_machines: ~/m.yml\n"
+                    "tunnel_port: 0\n");
+    c = jm_config_load (jm_test_dir, err, sizeof (err));
+    if (saved_home)
+        setenv ("HOME", saved_home, 1);
+    free (saved_home);
+    assert_non_null (c);
+    assert_int_equal (c->requeue_after_ms, 3000);
+    assert_int_equal (c->nconnect, 1);
+    assert_string_equal (c->connect[0], "tcp://127.0.0.1:7201");
+    assert_string_equal (c->tunnel_machines, "/home/someone/m.yml");
+    assert_int_equal (c->tunnel_port, 0);
+    jm_config_destroy (&c);
+
+    s_write_config ("tunnel_machines: /abs/machine.json\nconnect: []\n");
+    c = jm_config_load (jm_test_dir, err, sizeof (err));
+    assert_non_null (c);
+    assert_string_equal (c->tunnel_machines, "/abs/machine.json");
+    assert_int_equal (c->nconnect, 0);
+    jm_config_destroy (&c);
+
+    /* errors name the file, the line and the key */
+    struct {
+        const char *text, *want;
+    } bad[] = {
+        {"connect: {a: tcp://x:1}\n", "config.yml:1: 'connect' must be a list"},
+        {"connect:\n  - tcp://h:1\n  - h:2\n", "config.yml:3: 'connect' item 2 must be"},
+        {"connect: [tcp://*:7200]\n", "'connect' item 1 must be an agent's endpoint"},
+        {"connect: [inproc://x]\n", "'connect' item 1"},
+        {"connect: [tcp://h:1, tcp://h:1]\n", "'connect' lists 'tcp://h:1' twice"},
+        {"connect: [[tcp://h:1]]\n", "'connect' item 1"},
+        {"tunnel_port: 65536\n", "config.yml:1: 'tunnel_port' must be an integer from 0 to 65535"},
+        {"tunnel_port: http\n", "'tunnel_port' must be an integer"},
+        {"requeue_after_ms: -1\n", "'requeue_after_ms' must be an integer"},
+        {"tunnel_machines: [a, b]\n", "config.yml:1: 'tunnel_machines' must be a file path"},
+        {"tunnel_machines: \"a\\nb\"\n", "'tunnel_machines' must be a file path on one line"},
+        {"tunnel_prefix: {x: 1}\n", "'tunnel_prefix' must be"},
+        {"tunnel_prefix: dft\n", "'tunnel_prefix' is set but 'tunnel_machines' is not"},
+        {"tunnels: x\n", "unknown key 'tunnels' (known: bind, endpoint, heartbeat_ms, "
+                         "chunk_size, window, connect, tunnel_machines, tunnel_prefix, "
+                         "tunnel_port, requeue_after_ms)"},
+    };
+    for (size_t i = 0; i < sizeof (bad) / sizeof (bad[0]); i++) {
+        s_write_config (bad[i].text);
+        err[0] = 0;
+        c = jm_config_load (jm_test_dir, err, sizeof (err));
+        if (c || !strstr (err, bad[i].want) || !strstr (err, jm_test_dir))
+            fail_msg ("config '%s': got '%s', want '%s'", bad[i].text, err, bad[i].want);
+    }
 }
 
 static void
@@ -169,12 +260,17 @@ test_write_default (void **state)
     assert_int_equal (c->heartbeat_ms, 1000);
     assert_int_equal (c->chunk_size, 1024 * 1024);
     assert_int_equal (c->window, 8);
+    assert_int_equal (c->nconnect, 0);
+    assert_null (c->tunnel_machines);
+    assert_int_equal (c->requeue_after_ms, 10000);
     jm_config_destroy (&c);
 
-    /* commented for humans */
+    /* commented for humans, the fleet keys included */
     char *text = jm_test_read (jm_test_path (home, "config.yml"), NULL);
     assert_non_null (text);
     assert_int_equal (text[0], '#');
+    assert_non_null (strstr (text, "# tunnel_machines:"));
+    assert_non_null (strstr (text, "# connect:"));
     free (text);
 
     /* never overwritten */
@@ -217,6 +313,7 @@ main (void)
         cmocka_unit_test (test_home_resolve),
         cmocka_unit_test_setup_teardown (test_defaults, jm_test_dir_setup, jm_test_dir_teardown),
         cmocka_unit_test_setup_teardown (test_overrides, jm_test_dir_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_fleet_keys, jm_test_dir_setup, jm_test_dir_teardown),
         cmocka_unit_test_setup_teardown (test_errors, jm_test_dir_setup, jm_test_dir_teardown),
         cmocka_unit_test_setup_teardown (test_write_default, jm_test_dir_setup,
                                          jm_test_dir_teardown),
