@@ -5,17 +5,29 @@
     mkstemp files in <dir>/tmp (same filesystem, so rename is atomic) and
     is hashed while it is written; only a verified file is renamed into
     objects/.  Two writers committing the same object race harmlessly: the
-    content is identical and rename(2) is atomic. */
+    content is identical and rename(2) is atomic.
+
+    Least-recently-used eviction: an object's mtime is its last-use time
+    (objects never change, so only we set it; atime is useless on relatime
+    and noatime mounts).  The byte counter is counted once by a scan of
+    objects/ and then kept up to date under self->lock, which is also held
+    around every install (rename), touch (utimensat) and, during eviction,
+    around each "is it still as old as when we scanned? then unlink" step,
+    so a use in another thread either lands before the check (the object
+    survives) or after the unlink (the touch finds nothing and an import
+    stores the object again). */
 #define _GNU_SOURCE
 #include "jm_store.h"
 #include "jm_path.h"
 #include "jm_util.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +40,19 @@
 struct _jm_store_t {
     char *dir;
     char *tmp_dir;
+    char *objects_dir;
+    pthread_mutex_t lock;       /* bytes, bytes_known; installs, touches, evictions' unlinks */
+    pthread_mutex_t evict_lock; /* one eviction at a time */
+    bool bytes_known;
+    uint64_t bytes; /* sum of the objects' sizes, valid if bytes_known */
 };
+
+/* One object seen by a scan of objects/. */
+typedef struct {
+    struct timespec mtime;
+    uint64_t size;
+    char hash[JM_HASH_HEX];
+} s_entry_t;
 
 struct _jm_store_writer_t {
     jm_store_t *store;
@@ -71,11 +95,13 @@ jm_store_new (const char *dir, char *err, size_t errlen)
         free (tmp);
         return NULL;
     }
-    free (objects);
     jm_store_t *self = calloc (1, sizeof *self);
     assert (self);
     self->dir = strdup (dir);
     self->tmp_dir = tmp;
+    self->objects_dir = objects;
+    pthread_mutex_init (&self->lock, NULL);
+    pthread_mutex_init (&self->evict_lock, NULL);
     return self;
 }
 
@@ -86,6 +112,9 @@ jm_store_destroy (jm_store_t **self_p)
     if (*self_p) {
         free ((*self_p)->dir);
         free ((*self_p)->tmp_dir);
+        free ((*self_p)->objects_dir);
+        pthread_mutex_destroy (&(*self_p)->lock);
+        pthread_mutex_destroy (&(*self_p)->evict_lock);
         free (*self_p);
         *self_p = NULL;
     }
@@ -110,6 +139,37 @@ static bool
 s_is_empty (const char *hash)
 {
     return strcmp (hash, JM_HASH_EMPTY) == 0;
+}
+
+static const struct timespec s_now[2] = {{.tv_nsec = UTIME_NOW}, {.tv_nsec = UTIME_NOW}};
+
+/* Sets the object's mtime to now if it is present; true if it is present
+   (the object cannot be evicted between the check and the touch). */
+static bool
+s_touch_existing (jm_store_t *self, const char *hash)
+{
+    char path[PATH_MAX];
+    jm_store_path (self, hash, path, sizeof path);
+    pthread_mutex_lock (&self->lock);
+    int rc = utimensat (AT_FDCWD, path, s_now, 0);
+    int e = errno;
+    pthread_mutex_unlock (&self->lock);
+    if (rc == 0)
+        return true;
+    if (e == ENOENT || e == ENOTDIR)
+        return false;
+    /* present but not ours to touch (EPERM, EROFS): still present */
+    struct stat st;
+    return stat (path, &st) == 0 && S_ISREG (st.st_mode);
+}
+
+void
+jm_store_touch (jm_store_t *self, const char *hash)
+{
+    assert (self);
+    if (!jm_hash_valid (hash) || s_is_empty (hash))
+        return;
+    s_touch_existing (self, hash);
 }
 
 bool
@@ -159,10 +219,12 @@ s_tmp_open (jm_store_t *self, char **path_p, char *err, size_t errlen)
     return fd;
 }
 
-/* Move a verified temp file into objects/ (fd is closed). */
+/* Move a verified temp file of size bytes into objects/ (fd is closed).
+   If the object is already there the temp file is dropped and the object
+   touched; otherwise its size is added to the byte counter. */
 static int
-s_install (jm_store_t *self, int fd, const char *tmp_path, const char *hash, char *err,
-           size_t errlen)
+s_install (jm_store_t *self, int fd, const char *tmp_path, const char *hash, uint64_t size,
+           char *err, size_t errlen)
 {
     char path[PATH_MAX], sub[PATH_MAX];
     fchmod (fd, JM_STORE_OBJECT_MODE);
@@ -172,18 +234,40 @@ s_install (jm_store_t *self, int fd, const char *tmp_path, const char *hash, cha
         unlink (tmp_path);
         return -1;
     }
-    if (jm_store_has (self, hash)) {
-        unlink (tmp_path);
-        return 0;
-    }
     snprintf (sub, sizeof sub, "%s/objects/%.2s", self->dir, hash);
     if (mkdir (sub, 0700) != 0 && errno != EEXIST) {
         jm_err (err, errlen, "cannot create '%s': %s", sub, strerror (errno));
         unlink (tmp_path);
         return -1;
     }
-    if (rename (tmp_path, jm_store_path (self, hash, path, sizeof path)) != 0) {
-        jm_err (err, errlen, "cannot move object %s into '%s': %s", hash, path, strerror (errno));
+    jm_store_path (self, hash, path, sizeof path);
+    pthread_mutex_lock (&self->lock);
+    /* Never replace: the byte counter must count each object once. */
+    int rc = renameat2 (AT_FDCWD, tmp_path, AT_FDCWD, path, RENAME_NOREPLACE);
+    if (rc != 0 && (errno == EINVAL || errno == ENOSYS)) {
+        /* a file system without RENAME_NOREPLACE: our own installs are
+           serialised by the lock, another process's is identical content */
+        struct stat st;
+        if (lstat (path, &st) == 0) {
+            rc = -1;
+            errno = EEXIST;
+        }
+        else
+            rc = rename (tmp_path, path);
+    }
+    int e = errno;
+    if (rc == 0) {
+        if (self->bytes_known)
+            self->bytes += size;
+    }
+    else if (e == EEXIST) {
+        utimensat (AT_FDCWD, path, s_now, 0);
+        unlink (tmp_path);
+        rc = 0;
+    }
+    pthread_mutex_unlock (&self->lock);
+    if (rc != 0) {
+        jm_err (err, errlen, "cannot move object %s into '%s': %s", hash, path, strerror (e));
         unlink (tmp_path);
         return -1;
     }
@@ -235,7 +319,7 @@ jm_store_import_fd (jm_store_t *self, int fd, const char *name_for_errors, char 
     hashed = (size_t)n < JM_STORE_BUF; /* the whole file is in buf */
     if (hashed) {
         jm_sha256_final (sha, h);
-        if (s_is_empty (h) || jm_store_has (self, h))
+        if (s_is_empty (h) || s_touch_existing (self, h))
             goto done;
     }
     out = s_tmp_open (self, &tmp_path, err, errlen);
@@ -261,7 +345,7 @@ jm_store_import_fd (jm_store_t *self, int fd, const char *name_for_errors, char 
     }
     if (rc == 0 && !hashed)
         jm_sha256_final (sha, h);
-    if (rc == 0 && s_install (self, out, tmp_path, h, err, errlen) != 0)
+    if (rc == 0 && s_install (self, out, tmp_path, h, total, err, errlen) != 0)
         rc = -1;
     else if (rc != 0) {
         close (out);
@@ -431,7 +515,7 @@ jm_store_writer_commit (jm_store_writer_t **self_p, char *err, size_t errlen)
         unlink (self->tmp_path);
     }
     else
-        rc = s_install (self->store, self->fd, self->tmp_path, actual, err, errlen);
+        rc = s_install (self->store, self->fd, self->tmp_path, actual, self->size, err, errlen);
     self->fd = -1;
     s_writer_free (self);
     *self_p = NULL;
@@ -525,6 +609,10 @@ jm_store_copy_out (jm_store_t *self, const char *hash, int dirfd, const char *re
             return jm_err (err, errlen, "cannot write '%s': cannot open object %s: %s", rel, hash,
                            strerror (e));
         }
+        /* a copy-out is a use (LRU order) */
+        pthread_mutex_lock (&self->lock);
+        futimens (in, s_now);
+        pthread_mutex_unlock (&self->lock);
     }
     char tmp[NAME_MAX + 1];
     snprintf (tmp, sizeof tmp, ".%.200s.jm-tmp-%d-%u", base, (int)getpid (),
@@ -557,4 +645,151 @@ jm_store_copy_out (jm_store_t *self, const char *hash, int dirfd, const char *re
         close (in);
     close (pfd);
     return rc;
+}
+
+/* Sums the sizes of all objects (and, if entries_p, lists them; *count_p
+   gets their number).  Sets the byte counter.  Called with self->lock held.
+   -1 if objects/ cannot be read at all. */
+static int
+s_scan_locked (jm_store_t *self, s_entry_t **entries_p, size_t *count_p)
+{
+    int ofd = open (self->objects_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (ofd < 0)
+        return -1;
+    s_entry_t *entries = NULL;
+    size_t count = 0, alloc = 0;
+    uint64_t total = 0;
+    for (int i = 0; i < 256; i++) {
+        char sub[3];
+        snprintf (sub, sizeof sub, "%02x", i);
+        int sfd = openat (ofd, sub, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sfd < 0)
+            continue;
+        DIR *d = fdopendir (sfd);
+        if (!d) {
+            close (sfd);
+            continue;
+        }
+        struct dirent *de;
+        while ((de = readdir (d))) {
+            /* only real objects: never a stray temp file or the empty hash */
+            if (!jm_hash_valid (de->d_name) || memcmp (de->d_name, sub, 2) != 0 ||
+                s_is_empty (de->d_name))
+                continue;
+            if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
+                continue;
+            struct stat st;
+            if (fstatat (sfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG (st.st_mode))
+                continue;
+            total += (uint64_t)st.st_size;
+            if (!entries_p)
+                continue;
+            if (count == alloc) {
+                alloc = alloc ? alloc * 2 : 1024;
+                entries = realloc (entries, alloc * sizeof *entries);
+                assert (entries);
+            }
+            s_entry_t *e = &entries[count++];
+            e->mtime = st.st_mtim;
+            e->size = (uint64_t)st.st_size;
+            memcpy (e->hash, de->d_name, JM_HASH_HEX);
+        }
+        closedir (d);
+    }
+    close (ofd);
+    self->bytes = total;
+    self->bytes_known = true;
+    if (entries_p) {
+        *entries_p = entries;
+        *count_p = count;
+    }
+    return 0;
+}
+
+uint64_t
+jm_store_bytes (jm_store_t *self)
+{
+    assert (self);
+    pthread_mutex_lock (&self->lock);
+    if (!self->bytes_known)
+        s_scan_locked (self, NULL, NULL);
+    uint64_t bytes = self->bytes;
+    pthread_mutex_unlock (&self->lock);
+    return bytes;
+}
+
+static int
+s_timespec_cmp (const struct timespec *a, const struct timespec *b)
+{
+    if (a->tv_sec != b->tv_sec)
+        return a->tv_sec < b->tv_sec ? -1 : 1;
+    if (a->tv_nsec != b->tv_nsec)
+        return a->tv_nsec < b->tv_nsec ? -1 : 1;
+    return 0;
+}
+
+/* Oldest use first; equal times by hash, so the order is reproducible. */
+static int
+s_entry_cmp (const void *a, const void *b)
+{
+    const s_entry_t *x = a, *y = b;
+    int c = s_timespec_cmp (&x->mtime, &y->mtime);
+    return c ? c : strcmp (x->hash, y->hash);
+}
+
+uint64_t
+jm_store_evict (jm_store_t *self, uint64_t max_bytes, bool (*keep) (void *arg, const char *hash),
+                void *arg, size_t *evicted_p)
+{
+    assert (self);
+    uint64_t freed = 0;
+    size_t evicted = 0;
+    s_entry_t *entries = NULL;
+    size_t count = 0;
+    pthread_mutex_lock (&self->evict_lock);
+    /* The scan also recounts the bytes, so objects added or removed by
+       other processes are accounted for from here on. */
+    pthread_mutex_lock (&self->lock);
+    int rc = s_scan_locked (self, &entries, &count);
+    bool over = self->bytes > max_bytes;
+    pthread_mutex_unlock (&self->lock);
+    if (rc == 0 && over && count > 0) {
+        qsort (entries, count, sizeof *entries, s_entry_cmp);
+        int ofd = open (self->objects_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        for (size_t i = 0; ofd >= 0 && i < count; i++) {
+            s_entry_t *e = &entries[i];
+            pthread_mutex_lock (&self->lock);
+            over = self->bytes > max_bytes;
+            pthread_mutex_unlock (&self->lock);
+            if (!over)
+                break;
+            if (keep && keep (arg, e->hash))
+                continue;
+            char rel[JM_HASH_HEX + 3];
+            snprintf (rel, sizeof rel, "%.2s/%s", e->hash, e->hash);
+            pthread_mutex_lock (&self->lock);
+            struct stat st;
+            if (fstatat (ofd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                /* removed by another process since the scan counted it */
+                if (errno == ENOENT)
+                    self->bytes -= e->size < self->bytes ? e->size : self->bytes;
+            }
+            else if (S_ISREG (st.st_mode) && s_timespec_cmp (&st.st_mtim, &e->mtime) <= 0 &&
+                     unlinkat (ofd, rel, 0) == 0) {
+                /* (an object used since the scan is now the newest: kept) */
+                uint64_t size = (uint64_t)st.st_size;
+                self->bytes -= size < self->bytes ? size : self->bytes;
+                freed += size;
+                evicted++;
+            }
+            pthread_mutex_unlock (&self->lock);
+        }
+        if (ofd >= 0)
+            close (ofd);
+    }
+    pthread_mutex_unlock (&self->evict_lock);
+    free (entries);
+    if (evicted_p)
+        *evicted_p = evicted;
+    return freed;
 }

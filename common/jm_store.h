@@ -11,6 +11,7 @@
 
 #include "jm_sha256.h"
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -59,5 +60,26 @@ void jm_store_writer_abort (jm_store_writer_t **self_p);
     0, or -1 + err naming rel. */
 int jm_store_copy_out (jm_store_t *self, const char *hash, int dirfd, const char *rel,
                        uint32_t mode, char *err, size_t errlen);
+
+/*  Size limit and least-recently-used eviction.  An object's mtime is its
+    last-use time (objects are read-only, so nothing else changes it):
+    import or commit of an object already present, jm_store_copy_out and
+    jm_store_touch set it to now.  These functions (and everything above)
+    may be called from several threads of one process at once. */
+
+/* Marks the object as used now (its place in LRU order).  No-op for the
+   empty hash or a missing object. */
+void jm_store_touch (jm_store_t *self, const char *hash);
+/* Bytes held by the store's objects (counted once when first asked, by a
+   scan of objects/, then kept up to date by this process's imports/commits/
+   evictions). */
+uint64_t jm_store_bytes (jm_store_t *self);
+/* Evicts least-recently-used objects until the store holds at most
+   max_bytes, skipping every object for which keep (arg, hash) returns true
+   (keep may be NULL; it is called without any store lock held).  Returns
+   bytes freed; *evicted_p (may be NULL) gets the number of objects removed.
+   Never removes a file in tmp/. */
+uint64_t jm_store_evict (jm_store_t *self, uint64_t max_bytes,
+                         bool (*keep) (void *arg, const char *hash), void *arg, size_t *evicted_p);
 
 #endif
