@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,28 @@ s_get_str (jm_sctx_t *ctx, const jm_ynode_t *v, int line, const char *what, cons
     *out = strdup (v->value);
     assert (*out);
     return 0;
+}
+
+/*  A boolean (YAML 1.1 words or JSON true/false, unquoted); null or
+    missing keeps *out. */
+static int
+s_get_bool (jm_sctx_t *ctx, const jm_ynode_t *v, const char *what, bool *out)
+{
+    static const char *yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+    static const char *no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+    if (!v || jm_ynode_is_null (v))
+        return 0;
+    if (v->type == JM_Y_SCALAR && !v->quoted)
+        for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
+            if (strcmp (v->value, yes[i]) == 0)
+                return *out = true, 0;
+            if (strcmp (v->value, no[i]) == 0)
+                return *out = false, 0;
+        }
+    if (v->type != JM_Y_SCALAR)
+        return s_fail (ctx, v->line, what, "must be true or false, not a %s",
+                       v->type == JM_Y_MAP ? "map" : "list");
+    return s_fail (ctx, v->line, what, "must be true or false, not '%.64s'", v->value);
 }
 
 /*  A path field: a string, lexically confined. */
@@ -266,17 +289,24 @@ jm_submission_load (const char *file, const char *work_dir, char *err, size_t er
         goto fail;
     }
     static const char *known[] = {
-        "work_base", "forward_common_files", "backward_common_files", "resources", "task_list",
+        "work_base",
+        "forward_common_files",
+        "backward_common_files",
+        "resources",
+        "task_list",
+        "speculative",
         NULL,
     };
     for (size_t i = 0; i < root->n; i++)
         if (!s_in (root->keys[i], known) && !s_in (root->keys[i], s_ignored_top)) {
             s_fail (&ctx, root->key_lines[i], NULL,
                     "unknown key '%s' (known: work_base, forward_common_files, "
-                    "backward_common_files, resources, task_list)",
+                    "backward_common_files, resources, speculative, task_list)",
                     root->keys[i]);
             goto fail;
         }
+    if (s_get_bool (&ctx, jm_ynode_get (root, "speculative"), "speculative", &self->speculative))
+        goto fail;
 
     const jm_ynode_t *wb = jm_ynode_get (root, "work_base");
     if (s_get_path (&ctx, wb, root->line, "work_base", ".", &self->work_base))
@@ -407,6 +437,7 @@ jm_submission_to_msg (const jm_submission_t *self, jm_store_t *store, char *err,
     jm_str_set (&msg->work_base, self->work_base_abs);
     msg->group_size = self->group_size;
     msg->para_deg = self->para_deg;
+    msg->speculative = self->speculative;
     {
         /* the members win, should a caller have changed them after load */
         jm_resources_t *res = jm_resources_dup (self->resources);
@@ -460,4 +491,56 @@ fail:
     close (basefd);
     jm_msg_destroy (&msg);
     return NULL;
+}
+
+int
+jm_submission_check_no_machine (const jm_submission_t *self, char *err, size_t errlen)
+{
+    assert (self);
+    for (size_t i = 0; i < self->n_tasks; i++)
+        if (strstr (self->tasks[i].command, "{command}"))
+            return jm_err (err, errlen,
+                           "%s: task %zu (%s): command uses {command} but no --machine file "
+                           "was given",
+                           self->file, i, self->tasks[i].task_work_path);
+    return 0;
+}
+
+/*  The entry's resources as canonical JSON, or "" when they equal the
+    defaults (the entry had none): the submission's then apply. */
+static char *
+s_machine_resources (const jm_resources_t *res)
+{
+    char *json = jm_resources_to_json (res);
+    jm_resources_t *defaults = jm_resources_new ();
+    char *def_json = jm_resources_to_json (defaults);
+    jm_resources_destroy (&defaults);
+    if (strcmp (json, def_json) == 0) {
+        free (json);
+        json = strdup ("");
+        assert (json);
+    }
+    free (def_json);
+    return json;
+}
+
+void
+jm_submission_add_machines (jm_msg_t *msg, const jm_machines_t *machines)
+{
+    assert (msg && machines);
+    for (size_t i = 0; i < jm_machines_count (machines); i++) {
+        const jm_machine_t *m = jm_machines_entry (machines, i);
+        jm_wmachine_t *w = jm_wmachines_push (&msg->machines);
+        jm_str_set (&w->name, m->name);
+        jm_str_set (&w->site, m->site);
+        jm_str_set (&w->host, m->remote_profile.hostname);
+        jm_str_set (&w->command, m->command);
+        jm_str_set (&w->root, m->remote_root);
+        free (w->resources);
+        w->resources = s_machine_resources (m->resources);
+        w->submit_size = m->submit_size;
+        /* a ratio too small for millionths still caps (0 would mean none) */
+        long long r = m->work_load_ratio > 0 ? llround (m->work_load_ratio * 1e6) : 0;
+        w->ratio = r > 0 ? (uint64_t)r : m->work_load_ratio > 0 ? 1 : 0;
+    }
 }

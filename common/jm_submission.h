@@ -5,8 +5,12 @@
       backward_common_files: []
       resources: {group_size: 10, para_deg: 2}  # dpdispatcher Resources,
                                          # see jm_resources.h
+      speculative: false                 # jobman: true lets a task run at
+                                         # two sites near the end (first
+                                         # result wins); default false
       task_list:
-        - command: "..."
+        - command: "..."                 # may hold {command}: the machine
+                                         # entry's command (--machine)
           task_work_path: t000           # relative to work_base
           forward_files: [in.dat]        # relative to the task dir
           backward_files: [out.dat, "*.log"]   # globs, relative to task dir
@@ -20,8 +24,10 @@
 #define JM_SUBMISSION_H
 
 #include "../proto/jm_proto.h"
+#include "jm_machine.h"
 #include "jm_resources.h"
 #include "jm_store.h"
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +59,7 @@ typedef struct {
     size_t n_backward_common;
     jm_task_spec_t *tasks;
     size_t n_tasks;
+    bool speculative; /* `speculative:`, default false */
 } jm_submission_t;
 
 /*  Parse and validate.  work_dir NULL means the current directory.  On
@@ -68,5 +75,18 @@ void jm_submission_destroy (jm_submission_t **self_p);
     failure. */
 jm_msg_t *jm_submission_to_msg (const jm_submission_t *self, jm_store_t *store, char *err,
                                 size_t errlen);
+
+/*  Without a machine file, a task command that contains "{command}" has
+    nothing to put there: -1 + err naming the file and the first such task,
+    e.g. "sub.yml: task 3 (t003): command uses {command} but no --machine
+    file was given".  0 when no command uses it. */
+int jm_submission_check_no_machine (const jm_submission_t *self, char *err, size_t errlen);
+
+/*  Append one SUBMIT machine record per entry of machines to msg->machines:
+    name, site (explicit site or ""), host (remote_profile.hostname or ""),
+    command (or ""), root (remote_root or ""), resources (canonical JSON,
+    or "" when the entry's resources are all defaults), submit_size and
+    ratio (llround (work_load_ratio * 1e6)). */
+void jm_submission_add_machines (jm_msg_t *msg, const jm_machines_t *machines);
 
 #endif

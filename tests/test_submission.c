@@ -601,6 +601,144 @@ test_failed_load_stores_nothing (void **state)
     jm_store_destroy (&store);
 }
 
+/* speculative: a top-level switch, default false, sent in SUBMIT. */
+static void
+test_speculative (void **state)
+{
+    (void)state;
+    char err[2048] = "";
+    jm_store_t *store = jm_store_new (s_path ("store"), err, sizeof err);
+    assert_non_null (store);
+    const char *values[] = {"", "speculative: true\n", "speculative: false\n", "speculative: yes\n",
+                            "speculative:\n"};
+    const bool want[] = {false, true, false, true, false};
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        char text[512];
+        snprintf (text, sizeof text, "work_base: runs\n%s" TASK0, values[i]);
+        jm_submission_t *s = s_load_text (text, err, sizeof err);
+        if (!s)
+            fail_msg ("'%s': %s", values[i], err);
+        assert_int_equal (s->speculative, want[i]);
+        jm_msg_t *msg = jm_submission_to_msg (s, store, err, sizeof err);
+        assert_non_null (msg);
+        /* and it survives the wire */
+        uint8_t *buf = NULL;
+        size_t size = 0;
+        assert_int_equal (jm_msg_encode (msg, &buf, &size, err, sizeof err), 0);
+        jm_msg_t *got = NULL;
+        assert_int_equal (jm_msg_decode (buf, size, &got, NULL, err, sizeof err), 0);
+        assert_int_equal (got->speculative, want[i]);
+        free (buf);
+        jm_msg_destroy (&got);
+        jm_msg_destroy (&msg);
+        jm_submission_destroy (&s);
+    }
+    s_expect_error ("work_base: runs\nspeculative: 'true'\n" TASK0, 2,
+                    "speculative: must be true or false, not 'true'");
+    s_expect_error ("work_base: runs\nspeculative: 2\n" TASK0, 2,
+                    "speculative: must be true or false");
+    s_expect_error ("work_base: runs\nspeculative: [true]\n" TASK0, 2,
+                    "speculative: must be true or false, not a list");
+    s_expect_error ("work_base: runs\nspeculativ: true\n" TASK0, 2, "speculative, task_list)");
+    jm_store_destroy (&store);
+}
+
+/* {command} without a machine file is refused, naming the task. */
+static void
+test_command_placeholder_needs_machine (void **state)
+{
+    (void)state;
+    char err[2048] = "";
+    jm_submission_t *s = s_load_text ("work_base: runs\n"
+                                      "task_list:\n"
+                                      "  - command: echo plain\n"
+                                      "    task_work_path: t0\n"
+                                      "  - command: '{command} -in in.dat'\n"
+                                      "    task_work_path: t1\n",
+                                      err, sizeof err);
+    if (!s)
+        fail_msg ("%s", err);
+    assert_int_equal (jm_submission_check_no_machine (s, err, sizeof err), -1);
+    char want[PATH_MAX + 128];
+    snprintf (want, sizeof want,
+              "%s: task 1 (t1): command uses {command} but no --machine file was given", s_subfile);
+    assert_string_equal (err, want);
+    jm_submission_destroy (&s);
+    s = s_load_text ("work_base: runs\n" TASK0, err, sizeof err);
+    assert_non_null (s);
+    assert_int_equal (jm_submission_check_no_machine (s, err, sizeof err), 0);
+    jm_submission_destroy (&s);
+}
+
+/* Machine entries become SUBMIT machine records. */
+static void
+test_machines_to_msg (void **state)
+{
+    (void)state;
+    char err[2048] = "";
+    jm_test_write (s_path ("machine.yml"), "dft_1:\n"
+                                           "  machine:\n"
+                                           "    batch_type: Slurm\n"
+                                           "    context_type: SSHContext\n"
+                                           "    remote_root: /scratch/me\n"
+                                           "    remote_profile: {hostname: hpc1.example.org}\n"
+                                           "  resources: {cpu_per_node: 32, group_size: 4}\n"
+                                           "  command: mpirun -np 32 pw.x\n"
+                                           "  submit_size: 10\n"
+                                           "  work_load_ratio: 0.6\n"
+                                           "dft_2:\n"
+                                           "  machine: {batch_type: shell}\n"
+                                           "  site: local\n"
+                                           "train_1:\n"
+                                           "  machine: {batch_type: shell}\n");
+    jm_machines_t *machines =
+        jm_machines_load (s_path ("machine.yml"), "dft", NULL, err, sizeof err);
+    if (!machines)
+        fail_msg ("%s", err);
+    jm_msg_t *msg = jm_msg_new (JM_MSG_SUBMIT);
+    jm_submission_add_machines (msg, machines);
+    jm_machines_destroy (&machines);
+    assert_int_equal (msg->machines.n, 2);
+    jm_wmachine_t *m = &msg->machines.v[0];
+    assert_string_equal (m->name, "dft_1");
+    assert_string_equal (m->site, "");
+    assert_string_equal (m->host, "hpc1.example.org");
+    assert_string_equal (m->command, "mpirun -np 32 pw.x");
+    assert_string_equal (m->root, "/scratch/me");
+    assert_int_equal (m->submit_size, 10);
+    assert_int_equal (m->ratio, 600000);
+    jm_resources_t *res = jm_resources_from_json (m->resources, "test", err, sizeof err);
+    if (!res)
+        fail_msg ("resources '%s': %s", m->resources, err);
+    assert_int_equal (res->cpu_per_node, 32);
+    assert_int_equal (res->group_size, 4);
+    jm_resources_destroy (&res);
+    m = &msg->machines.v[1];
+    assert_string_equal (m->name, "dft_2");
+    assert_string_equal (m->site, "local");
+    assert_string_equal (m->host, "");
+    assert_string_equal (m->command, "");
+    assert_string_equal (m->root, "");
+    assert_string_equal (m->resources, ""); /* none: the submission's apply */
+    assert_int_equal (m->submit_size, 0);
+    assert_int_equal (m->ratio, 0);
+    /* within the codec's limits, and decoded the same */
+    jm_str_set (&msg->work_base, "/w");
+    jm_str_set (&msg->resources, "");
+    uint8_t *buf = NULL;
+    size_t size = 0;
+    if (jm_msg_encode (msg, &buf, &size, err, sizeof err))
+        fail_msg ("%s", err);
+    jm_msg_t *got = NULL;
+    assert_int_equal (jm_msg_decode (buf, size, &got, NULL, err, sizeof err), 0);
+    assert_int_equal (got->machines.n, 2);
+    assert_string_equal (got->machines.v[0].host, "hpc1.example.org");
+    assert_int_equal (got->machines.v[0].ratio, 600000);
+    free (buf);
+    jm_msg_destroy (&got);
+    jm_msg_destroy (&msg);
+}
+
 int
 main (void)
 {
@@ -614,6 +752,10 @@ main (void)
         cmocka_unit_test_setup_teardown (test_resources_to_msg, s_setup, jm_test_dir_teardown),
         cmocka_unit_test_setup_teardown (test_failed_load_stores_nothing, s_setup,
                                          jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_speculative, s_setup, jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_command_placeholder_needs_machine, s_setup,
+                                         jm_test_dir_teardown),
+        cmocka_unit_test_setup_teardown (test_machines_to_msg, s_setup, jm_test_dir_teardown),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }
