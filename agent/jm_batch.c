@@ -61,6 +61,8 @@ typedef struct {
     off_t ev_off;
     bool ran;         /* a status query saw it running */
     bool cancel_req;  /* jobman's cancel asked for */
+    bool withdraw;    /* the cancel is a withdrawal: ends "withdrawn" if no
+                         task turned out to have started */
     bool cancel_sent; /* in a cancel command now */
     bool left;        /* has left the scheduler's queue */
     int grace;        /* polls since it left with tags missing */
@@ -256,11 +258,26 @@ s_queue_remove (jm_sched_t *self, s_job_t *job)
         zlistx_delete (self->queue, h);
 }
 
-/* Queues the job's JOB_END and forgets the job. */
+/* Has any task of the job started (or ended), or did a query see it run? */
+static bool
+s_job_started (const s_job_t *job)
+{
+    if (job->ran || job->nended > 0)
+        return true;
+    for (size_t i = 0; i < job->ntasks; i++)
+        if (job->tasks[i].started || job->tasks[i].ended || job->tasks[i].held)
+            return true;
+    return false;
+}
+
+/* Queues the job's JOB_END and forgets the job.  A withdrawn job that
+   never started ends "withdrawn" instead of "cancelled". */
 static void
 s_job_end (s_job_t *job, const char *reason)
 {
     jm_sched_t *self = job->owner;
+    if (job->withdraw && reason && strcmp (reason, "cancelled") == 0 && !s_job_started (job))
+        reason = "withdrawn";
     jm_sched_ev_t ev = {.type = JM_SCHED_JOB_END, .job_id = job->id};
     ev.job_exit = reason && *reason ? -1 : 0;
     s_emit (self, &ev, reason ? reason : "");
@@ -1415,6 +1432,21 @@ jm_batch_cancel (jm_sched_t *self, uint64_t job_id)
         break;
     }
     return 0;
+}
+
+int
+jm_batch_withdraw (jm_sched_t *self, uint64_t job_id)
+{
+    s_job_t *job = s_job_lookup (self, job_id);
+    if (!job || job->cancel_req || job->state == S_DOOMED)
+        return -1;
+    /* as of the last poll; a start seen when the cancel command has
+       returned turns the withdrawal into a cancel (s_job_end) */
+    if (s_job_started (job))
+        return 1;
+    jm_debug ("%s job %" PRIu64 ": withdrawing it", self->d->name, job_id);
+    job->withdraw = true;
+    return jm_batch_cancel (self, job_id);
 }
 
 size_t

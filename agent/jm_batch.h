@@ -141,6 +141,12 @@ jm_sched_t *jm_batch_create (const jm_batch_dialect_t *dialect, const jm_sched_o
 void jm_batch_destroy (jm_sched_t **self_p);
 int jm_batch_submit (jm_sched_t *self, jm_jobscript_t *script, char *err, size_t errlen);
 int jm_batch_cancel (jm_sched_t *self, uint64_t job_id);
+/* Withdraws a job none of whose tasks has started (jm_sched.h): a job
+   still in the core's queue at once, a job in the scheduler by the
+   dialect's cancel command; JOB_END "withdrawn" follows once that command
+   returned (or "cancelled" with the task events if a task had started
+   after all). */
+int jm_batch_withdraw (jm_sched_t *self, uint64_t job_id);
 size_t jm_batch_active (jm_sched_t *self);
 
 /* ---------------------------------------------------------------------
@@ -175,8 +181,8 @@ void jm_batch_argv_add_all (jm_argv_t *argv, const char *const *sids, size_t n);
     {                                                                                              \
         return jm_batch_create (&(dialect), opts, err, errlen);                                    \
     }                                                                                              \
-    const jm_sched_backend_t jm_sched_##ident = {#ident,           s_##ident##_create,             \
-                                                 jm_batch_destroy, jm_batch_submit,                \
-                                                 jm_batch_cancel,  jm_batch_active}
+    const jm_sched_backend_t jm_sched_##ident = {                                                  \
+        #ident,          s_##ident##_create, jm_batch_destroy, jm_batch_submit,                    \
+        jm_batch_cancel, jm_batch_active,    jm_batch_withdraw}
 
 #endif

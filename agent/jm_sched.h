@@ -5,7 +5,9 @@
     (never from another thread):
       TASK_START  "S <task_id>" seen        (task_id)
       TASK_END    "E <task_id> <code>" seen  (task_id, exit_code)
-      JOB_END     the job is over            (status: how it ended)
+      JOB_END     the job is over            (status: how it ended;
+                                              reason "withdrawn" after
+                                              a successful withdraw)
     Events come in batches (evs[0..n-1], in the order they happened, all of
     one job) so the agent can put the starts of one read into one message.
 
@@ -83,6 +85,15 @@ typedef struct {
     int (*cancel) (jm_sched_t *self, uint64_t job_id);
     /* Number of jobs submitted and not yet ended. */
     size_t (*active) (jm_sched_t *self);
+    /* Takes back a job none of whose tasks has started (the coordinator's
+       WITHDRAW).  0 = being withdrawn: its JOB_END follows with reason
+       "withdrawn" and no task events (batch: only after the scheduler's
+       cancel command returned); should a task turn out to have started
+       meanwhile, the job ends "cancelled" with its task events instead.
+       1 = refused, the job has started (Shell: a submitted job runs at
+       once); nothing changes.  -1 = unknown, over, or being cancelled.
+       NULL = submitted jobs are never withdrawn. */
+    int (*withdraw) (jm_sched_t *self, uint64_t job_id);
 } jm_sched_backend_t;
 
 extern const jm_sched_backend_t jm_sched_shell;

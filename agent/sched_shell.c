@@ -401,6 +401,16 @@ s_cancel (jm_sched_t *self, uint64_t job_id)
     return -1;
 }
 
+/* A submitted shell job runs at once: its process is its start. */
+static int
+s_withdraw (jm_sched_t *self, uint64_t job_id)
+{
+    for (s_job_t *j = zlistx_first (self->jobs); j; j = zlistx_next (self->jobs))
+        if (j->job_id == job_id)
+            return j->cancelled ? -1 : 1;
+    return -1;
+}
+
 static size_t
 s_active (jm_sched_t *self)
 {
@@ -414,4 +424,5 @@ const jm_sched_backend_t jm_sched_shell = {
     .submit = s_submit,
     .cancel = s_cancel,
     .active = s_active,
+    .withdraw = s_withdraw,
 };

@@ -619,6 +619,57 @@ s_until_start_21 (void *arg)
     return s_find (arg, JM_SCHED_TASK_START, 2, 21) != NULL;
 }
 
+/*  Withdraw: a job waiting in the scheduler's queue is cancelled there with
+    exactly one cancel command and ends "withdrawn" without any task event;
+    a job still in the core's queue goes at once, with no scheduler command;
+    a started job is refused and keeps running. */
+static void
+test_withdraw (void **state)
+{
+    (void)state;
+    s_t *t = s_setup (&s_fake, NULL);
+    jm_test_write (jm_test_path (t->fake, "hold"), "");
+    const char *a[] = {"touch \"$FAKE_DIR/ran1\""};
+    s_submit (t, 1, a, 1, NULL);
+    assert_true (s_run (t, s_until_submitted, 10000));
+    s_run (t, NULL, 400); /* a few polls see it queued */
+    assert_int_equal (s_lines (t, "cancel.calls"), 0);
+    assert_int_equal (jm_batch_withdraw (t->sched, 1), 0);
+    assert_int_equal (jm_batch_withdraw (t->sched, 1), -1); /* once is enough */
+    s_want_ends = 1;
+    assert_true (s_run (t, s_until_ends, 10000));
+    assert_string_equal (s_find (t, JM_SCHED_JOB_END, 1, 0)->reason, "withdrawn");
+    assert_int_equal (s_lines (t, "cancel.calls"), 1);
+    assert_int_equal (s_count (t, JM_SCHED_TASK_START), 0);
+    assert_int_equal (s_count (t, JM_SCHED_TASK_END), 0);
+    assert_int_equal (jm_batch_active (t->sched), 0);
+    assert_int_equal (jm_batch_withdraw (t->sched, 1), -1); /* over: unknown */
+
+    /* a started job is not withdrawn */
+    unlink (jm_test_path (t->fake, "hold"));
+    const char *b[] = {"sleep 30", "true"};
+    s_submit (t, 2, b, 2, NULL);
+    assert_true (s_run (t, s_until_start_21, 10000));
+    assert_int_equal (jm_batch_withdraw (t->sched, 2), 1);
+    s_run (t, NULL, 400);
+    assert_int_equal (s_lines (t, "cancel.calls"), 1);
+    assert_null (s_find (t, JM_SCHED_JOB_END, 2, 0));
+    assert_int_equal (jm_batch_active (t->sched), 1);
+
+    /* a job not yet handed to the scheduler goes without any command */
+    size_t submits = s_lines (t, "submit.calls");
+    s_submit (t, 3, a, 1, NULL);
+    assert_int_equal (jm_batch_withdraw (t->sched, 3), 0);
+    s_want_ends = 2;
+    assert_true (s_run (t, s_until_ends, 10000));
+    assert_string_equal (s_find (t, JM_SCHED_JOB_END, 3, 0)->reason, "withdrawn");
+    s_run (t, NULL, 300);
+    assert_int_equal (s_lines (t, "submit.calls"), submits);
+    assert_int_equal (s_lines (t, "cancel.calls"), 1);
+    assert_int_equal (access (jm_test_path (t->fake, "ran1"), F_OK), -1);
+    s_teardown (t);
+}
+
 /*  A task that ends by a signal (143) while its job goes on is reported as
     it is; a task whose job the scheduler kills (SIGTERM to the whole job,
     as Slurm does at its time limit) carries the verdict, whether or not
@@ -995,6 +1046,7 @@ main (void)
         cmocka_unit_test (test_killed_behind_our_back),
         cmocka_unit_test (test_signal_end_and_verdict),
         cmocka_unit_test (test_deleted_while_pending),
+        cmocka_unit_test (test_withdraw),
         cmocka_unit_test (test_retry_then_success),
         cmocka_unit_test (test_submit_fails),
         cmocka_unit_test (test_token_bucket),
