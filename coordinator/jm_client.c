@@ -3,6 +3,7 @@
 
 #include "jm_config.h"
 #include "jm_keys.h"
+#include "jm_machine.h"
 #include "jm_state.h"
 #include "jm_store.h"
 #include "jm_submission.h"
@@ -25,6 +26,9 @@ struct _jm_client_t {
     int timeout_ms;
 };
 
+/* Program name in messages (jobman-coord's site commands change it). */
+static const char *s_prog = "jobman-submit";
+
 static void s_errmsg (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
 static void
@@ -32,7 +36,7 @@ s_errmsg (const char *fmt, ...)
 {
     va_list ap;
     va_start (ap, fmt);
-    fprintf (stderr, "jobman-submit: ");
+    fprintf (stderr, "%s: ", s_prog);
     vfprintf (stderr, fmt, ap);
     fprintf (stderr, "\n");
     va_end (ap);
@@ -600,6 +604,48 @@ jm_client_cmd_wait (const jm_client_opts_t *opts, const char *sub_id)
 
 /* ---------------------------------------------------------------- submit */
 
+/* Print each line of text on stderr, prefixed with the program name. */
+static void
+s_print_lines (const char *text)
+{
+    while (text && *text) {
+        const char *nl = strchr (text, '\n');
+        size_t n = nl ? (size_t)(nl - text) : strlen (text);
+        if (n)
+            fprintf (stderr, "%s: %.*s\n", s_prog, (int)n, text);
+        text += n + (nl ? 1 : 0);
+    }
+}
+
+/*  After SUBMITTED: for each entry no connected agent serves, say so and
+    how to start its agent (the entry from the machine file fills in the
+    flags). */
+static void
+s_report_unserved (const jm_strs_t *unserved, const jm_machines_t *machines, const char *endpoint)
+{
+    for (size_t i = 0; i < unserved->n; i++) {
+        const char *name = unserved->v[i];
+        const jm_machine_t *m = machines ? jm_machines_find (machines, name) : NULL;
+        const char *host = m ? m->remote_profile.hostname : NULL;
+        const char *site = m ? jm_machine_site_for (m) : NULL;
+        char where[400];
+        if (host)
+            snprintf (where, sizeof where, " (host %s)", host);
+        else if (site)
+            snprintf (where, sizeof where, " (site %s)", site);
+        else
+            where[0] = 0;
+        fprintf (stderr,
+                 "%s: machine entry '%s'%s is served by no connected agent; its share waits "
+                 "for one or goes to the other entries. Start its agent on %s with:\n"
+                 "    jobman-agent run --home ~/.jobman-agent --coordinator %s "
+                 "--coordinator-cert coord.cert --site %s --root %s --scheduler %s\n",
+                 s_prog, name, where, host ? "that host" : "its login node", endpoint,
+                 site ? site : "<site>", m && m->remote_root ? m->remote_root : "~/jobman",
+                 m && m->batch_type ? m->batch_type : "shell");
+    }
+}
+
 int
 jm_client_cmd_submit (const jm_client_opts_t *opts, const char *file)
 {
@@ -618,10 +664,28 @@ jm_client_cmd_submit (const jm_client_opts_t *opts, const char *file)
     if (sub->notices && *sub->notices)
         fprintf (stderr, "%s%s", sub->notices,
                  sub->notices[strlen (sub->notices) - 1] == '\n' ? "" : "\n");
+    jm_machines_t *machines = NULL;
+    if (opts->machine_file) {
+        char *notices = NULL;
+        machines = jm_machines_load (opts->machine_file, opts->prefix, &notices, err, sizeof err);
+        if (!machines) {
+            s_errmsg ("%s", err);
+            jm_submission_destroy (&sub);
+            return JM_EXIT_USAGE;
+        }
+        s_print_lines (notices);
+        free (notices);
+    }
+    else if (jm_submission_check_no_machine (sub, err, sizeof err)) {
+        s_errmsg ("%s", err);
+        jm_submission_destroy (&sub);
+        return JM_EXIT_USAGE;
+    }
     int code;
     jm_client_t *client = s_connect (opts, &code);
     if (!client) {
         jm_submission_destroy (&sub);
+        jm_machines_destroy (&machines);
         return code;
     }
     char path[PATH_MAX];
@@ -630,6 +694,7 @@ jm_client_cmd_submit (const jm_client_opts_t *opts, const char *file)
     if (!store) {
         s_errmsg ("cannot open the coordinator's store: %s", err);
         jm_submission_destroy (&sub);
+        jm_machines_destroy (&machines);
         jm_client_destroy (&client);
         return JM_EXIT_FAILED;
     }
@@ -638,26 +703,32 @@ jm_client_cmd_submit (const jm_client_opts_t *opts, const char *file)
     jm_submission_destroy (&sub);
     if (!req) {
         s_errmsg ("%s: %s", file, err);
+        jm_machines_destroy (&machines);
         jm_client_destroy (&client);
         return JM_EXIT_FAILED;
     }
+    if (machines)
+        jm_submission_add_machines (req, machines);
     /* A large submission takes the coordinator a while to commit. */
     int timeout = jm_client_timeout_ms () * 12;
     jm_msg_t *reply = jm_client_request (client, &req, timeout, err, sizeof err);
     if (!reply) {
         s_errmsg ("submit: %s", err);
+        jm_machines_destroy (&machines);
         jm_client_destroy (&client);
         return JM_EXIT_UNREACHABLE;
     }
     if (reply->id == JM_MSG_ERROR) {
         code = s_error_reply ("submit", NULL, reply);
         jm_msg_destroy (&reply);
+        jm_machines_destroy (&machines);
         jm_client_destroy (&client);
         return code;
     }
     if (reply->id != JM_MSG_SUBMITTED) {
         s_errmsg ("submit: unexpected %s from the coordinator", jm_msg_name (reply->id));
         jm_msg_destroy (&reply);
+        jm_machines_destroy (&machines);
         jm_client_destroy (&client);
         return JM_EXIT_FAILED;
     }
@@ -670,6 +741,8 @@ jm_client_cmd_submit (const jm_client_opts_t *opts, const char *file)
     else
         fprintf (out, "%s\n", sub_id);
     fflush (out);
+    s_report_unserved (&reply->unserved, machines, jm_client_endpoint (client));
+    jm_machines_destroy (&machines);
     jm_msg_destroy (&reply);
     code = JM_EXIT_OK;
     if (opts->wait) {
@@ -924,4 +997,187 @@ jm_client_cmd_cancel (const jm_client_opts_t *opts, const char *sub_id)
     fflush (out);
     jm_msg_destroy (&reply);
     return JM_EXIT_OK;
+}
+
+/* ---------------------------------------------------------------- sites */
+
+/* A duration in ms as "850ms", "12s", "4m10s", "3h05m", "2d04h". */
+static void
+s_fmt_duration (uint64_t ms, char *buf, size_t len)
+{
+    uint64_t s = ms / 1000;
+    if (ms < 1000)
+        snprintf (buf, len, "%" PRIu64 "ms", ms);
+    else if (s < 60)
+        snprintf (buf, len, "%" PRIu64 "s", s);
+    else if (s < 3600)
+        snprintf (buf, len, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf (buf, len, "%" PRIu64 "h%02" PRIu64 "m", s / 3600, s % 3600 / 60);
+    else
+        snprintf (buf, len, "%" PRIu64 "d%02" PRIu64 "h", s / 86400, s % 86400 / 3600);
+}
+
+#define S_SITE_FMT "%-16s  %-12s  %-8s  %-18s  %7s  %6s  %8s  %7s  %-14s  %s"
+
+void
+jm_client_site_line (char *buf, size_t buflen, const jm_wsite_t *site, uint64_t now_ms, bool header)
+{
+    if (header) {
+        snprintf (buf, buflen, S_SITE_FMT, "NAME", "STATE", "SCHED", "CAPACITY", "RUNNING",
+                  "QUEUED", "DONE/MIN", "WAIT", "LAST-HEARTBEAT", "TUNNEL");
+        return;
+    }
+    char state[64], cap[96], running[24], queued[24], done[24], wait[32], seen[48];
+    snprintf (state, sizeof state, "%s%s", s_or_dash (site->state),
+              site->drained ? ",drained" : "");
+    /* jobs at once (slots; max_jobs when it differs), cores and GPUs per job */
+    int n = (site->max_jobs && site->max_jobs != site->slots)
+                ? snprintf (cap, sizeof cap, "%" PRIu64 "/%" PRIu64 " jobs", site->slots,
+                            site->max_jobs)
+                : snprintf (cap, sizeof cap, "%" PRIu64 " jobs", site->slots);
+    if (site->cores && n > 0 && (size_t)n < sizeof cap)
+        n += snprintf (cap + n, sizeof cap - (size_t)n, ", %" PRIu64 "c", site->cores);
+    if (site->gpus && n > 0 && (size_t)n < sizeof cap)
+        snprintf (cap + n, sizeof cap - (size_t)n, ", %" PRIu64 "g", site->gpus);
+    snprintf (running, sizeof running, "%" PRIu64, site->running);
+    snprintf (queued, sizeof queued, "%" PRIu64, site->queued);
+    snprintf (done, sizeof done, "%" PRIu64, site->done_1m);
+    s_fmt_duration (site->wait_ms, wait, sizeof wait);
+    if (site->last_seen == 0)
+        snprintf (seen, sizeof seen, "never");
+    else {
+        /* whole seconds: "0s ago", "2s ago", "4m10s ago" */
+        uint64_t age = now_ms > site->last_seen ? (now_ms - site->last_seen) / 1000 : 0;
+        char text[32];
+        if (age == 0)
+            snprintf (text, sizeof text, "0s");
+        else
+            s_fmt_duration (age * 1000, text, sizeof text);
+        snprintf (seen, sizeof seen, "%s ago", text);
+    }
+    snprintf (buf, buflen, S_SITE_FMT, s_or_dash (site->name), state, s_or_dash (site->scheduler),
+              cap, running, queued, done, wait, seen, s_or_dash (site->tunnel));
+}
+
+void
+jm_client_site_json (FILE *f, const jm_wsite_t *s)
+{
+    fprintf (f, "{\"name\":");
+    jm_json_str (f, s->name);
+    fprintf (f, ",\"state\":");
+    jm_json_str (f, s->state);
+    fprintf (f, ",\"drained\":%s,\"scheduler\":", s->drained ? "true" : "false");
+    jm_json_str (f, s->scheduler);
+    fprintf (f, ",\"host\":");
+    jm_json_str (f, s->host);
+    fprintf (f,
+             ",\"slots\":%" PRIu64 ",\"max_jobs\":%" PRIu64 ",\"cores\":%" PRIu64
+             ",\"gpus\":%" PRIu64 ",\"running\":%" PRIu64 ",\"queued\":%" PRIu64
+             ",\"free_slots\":%" PRIu64 ",\"done_1m\":%" PRIu64 ",\"wait_ms\":%" PRIu64
+             ",\"jobs\":%" PRIu64 ",\"last_seen\":%" PRIu64 ",\"tunnel\":",
+             s->slots, s->max_jobs, s->cores, s->gpus, s->running, s->queued, s->free_slots,
+             s->done_1m, s->wait_ms, s->jobs, s->last_seen);
+    jm_json_str (f, s->tunnel);
+    fprintf (f, "}");
+}
+
+static void
+s_print_sites (FILE *out, const jm_wsites_t *sites, bool json)
+{
+    if (json) {
+        fprintf (out, "[");
+        for (size_t i = 0; i < sites->n; i++) {
+            fprintf (out, "%s", i ? "," : "");
+            jm_client_site_json (out, &sites->v[i]);
+        }
+        fprintf (out, "]\n");
+    }
+    else if (sites->n == 0)
+        fprintf (out, "no sites\n");
+    else {
+        char line[1024];
+        uint64_t now = (uint64_t)zclock_time ();
+        jm_client_site_line (line, sizeof line, NULL, now, true);
+        fprintf (out, "%s\n", line);
+        for (size_t i = 0; i < sites->n; i++) {
+            jm_client_site_line (line, sizeof line, &sites->v[i], now, false);
+            fprintf (out, "%s\n", line);
+        }
+    }
+    fflush (out);
+}
+
+/*  Send req, expect SITES_REPLY.  NULL + *code_p (errors printed); an
+    ERROR 4 names the site. */
+static jm_msg_t *
+s_sites_request (const jm_client_opts_t *opts, jm_msg_t **req, const char *what, const char *name,
+                 int *code_p)
+{
+    jm_client_t *client = s_connect (opts, code_p);
+    if (!client) {
+        jm_msg_destroy (req);
+        return NULL;
+    }
+    char err[2048] = "";
+    jm_msg_t *reply = jm_client_request (client, req, jm_client_timeout_ms () * 6, err, sizeof err);
+    jm_client_destroy (&client);
+    if (!reply) {
+        s_errmsg ("%s: %s", what, err);
+        *code_p = JM_EXIT_UNREACHABLE;
+        return NULL;
+    }
+    if (reply->id == JM_MSG_ERROR) {
+        if (reply->code == 4 && name) {
+            s_errmsg ("no site named '%s'", name);
+            *code_p = JM_EXIT_FAILED;
+        }
+        else
+            *code_p = s_error_reply (what, NULL, reply);
+        jm_msg_destroy (&reply);
+        return NULL;
+    }
+    if (reply->id != JM_MSG_SITES_REPLY) {
+        s_errmsg ("%s: unexpected %s from the coordinator", what, jm_msg_name (reply->id));
+        jm_msg_destroy (&reply);
+        *code_p = JM_EXIT_FAILED;
+        return NULL;
+    }
+    *code_p = JM_EXIT_OK;
+    return reply;
+}
+
+int
+jm_client_cmd_sites (const jm_client_opts_t *opts)
+{
+    jm_msg_t *req = jm_msg_new (JM_MSG_SITES);
+    jm_str_set (&req->name, "");
+    int code;
+    jm_msg_t *reply = s_sites_request (opts, &req, "sites", NULL, &code);
+    if (!reply)
+        return code;
+    s_print_sites (s_out (opts), &reply->sites, opts->json);
+    jm_msg_destroy (&reply);
+    return JM_EXIT_OK;
+}
+
+int
+jm_client_cmd_site_set (const jm_client_opts_t *opts, const char *name, bool drain)
+{
+    assert (name);
+    const char *saved = s_prog;
+    s_prog = opts->prog ? opts->prog : "jobman-coord";
+    jm_msg_t *req = jm_msg_new (JM_MSG_SITE_SET);
+    jm_str_set (&req->name, name);
+    jm_str_set (&req->state, drain ? "drained" : "up");
+    int code;
+    jm_msg_t *reply =
+        s_sites_request (opts, &req, drain ? "site drain" : "site resume", name, &code);
+    if (reply) {
+        s_print_sites (s_out (opts), &reply->sites, opts->json);
+        jm_msg_destroy (&reply);
+    }
+    s_prog = saved;
+    /* jobman-coord: anything but success is exit 1 */
+    return code == JM_EXIT_OK ? JM_EXIT_OK : JM_EXIT_FAILED;
 }

@@ -73,12 +73,16 @@ int jm_client_timeout_ms (void);
 /*  Commands.  Each prints its results to out and its errors to stderr
     ("jobman-submit: ..."), and returns a JM_EXIT_* code. */
 typedef struct {
-    const char *home;     /* absolute home (jm_home_resolve) */
-    bool json;            /* JSON output */
-    bool wait;            /* submit: continue as 'wait' */
-    const char *work_dir; /* submit: --work-dir, NULL = current dir */
-    int progress;         /* wait: 1 bar (TTY), 0 plain lines, -1 decide by isatty(out) */
-    FILE *out;            /* stdout if NULL */
+    const char *home;         /* absolute home (jm_home_resolve) */
+    bool json;                /* JSON output */
+    bool wait;                /* submit: continue as 'wait' */
+    const char *work_dir;     /* submit: --work-dir, NULL = current dir */
+    int progress;             /* wait: 1 bar (TTY), 0 plain lines, -1 decide by isatty(out) */
+    FILE *out;                /* stdout if NULL */
+    const char *machine_file; /* submit: --machine FILE (thkit MACHINE.yml, dpdispatcher or
+                                 dpgen machine.json), NULL = none */
+    const char *prefix;       /* submit: --prefix P (entries whose name starts with P) */
+    const char *prog;         /* program name for messages, NULL = "jobman-submit" */
 } jm_client_opts_t;
 
 int jm_client_cmd_submit (const jm_client_opts_t *opts, const char *file);
@@ -86,6 +90,25 @@ int jm_client_cmd_wait (const jm_client_opts_t *opts, const char *sub_id);
 int jm_client_cmd_status (const jm_client_opts_t *opts, const char *sub_id);
 int jm_client_cmd_list (const jm_client_opts_t *opts);
 int jm_client_cmd_cancel (const jm_client_opts_t *opts, const char *sub_id);
+
+/*  'sites': one line per site (NAME STATE SCHED CAPACITY RUNNING QUEUED
+    DONE/MIN WAIT LAST-HEARTBEAT TUNNEL) or, with opts->json, a JSON array
+    of objects holding every field of the site record. */
+int jm_client_cmd_sites (const jm_client_opts_t *opts);
+
+/*  'jobman-coord site drain|resume NAME': SITE_SET {name, "drained" or
+    "up"}; prints the site's table line.  An unknown site (ERROR 4) prints
+    "<prog>: no site named 'x'" and returns JM_EXIT_FAILED. */
+int jm_client_cmd_site_set (const jm_client_opts_t *opts, const char *name, bool drain);
+
+/*  Render one site's table line (the columns of 'sites') into buf; now_ms
+    is the current time (unix ms) for the heartbeat's age.  With header,
+    the column titles (site is then unused). */
+void jm_client_site_line (char *buf, size_t buflen, const jm_wsite_t *site, uint64_t now_ms,
+                          bool header);
+
+/*  Write one site record to f as a JSON object. */
+void jm_client_site_json (FILE *f, const jm_wsite_t *site);
 
 /*  Write s to f as a JSON string (with quotes), escaping quotes,
     backslashes and control characters. */

@@ -13,12 +13,42 @@
 #include "jm_testutil.h"
 #include "jm_util.h"
 
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static char s_home[256];
+
+/* What the fake coordinator saw of the last SUBMIT (read after the actor
+   is destroyed, so no race). */
+static char s_seen_machines[1024];
+static bool s_seen_speculative;
+static int s_seen_submits;
+
+static void
+s_fill_site (jm_wsite_t *s, const char *name, const char *state, bool drained, uint64_t last_seen)
+{
+    s->name = strdup (name);
+    s->state = strdup (state);
+    s->drained = drained;
+    s->scheduler = strdup (strcmp (name, "hpc1") == 0 ? "slurm" : "shell");
+    s->host = strdup (strcmp (name, "hpc1") == 0 ? "login1.hpc1" : "ws\"1");
+    s->slots = 4;
+    s->max_jobs = strcmp (name, "hpc1") == 0 ? 20 : 4;
+    s->cores = strcmp (name, "hpc1") == 0 ? 32 : 0;
+    s->gpus = strcmp (name, "hpc1") == 0 ? 2 : 0;
+    s->running = 7;
+    s->queued = 3;
+    s->free_slots = 1;
+    s->done_1m = 12;
+    s->wait_ms = 95000;
+    s->jobs = 5;
+    s->last_seen = last_seen;
+    s->tunnel = strdup (strcmp (name, "hpc1") == 0 ? "up" : "");
+}
 
 /* ------------------------------------------------ the fake coordinator */
 
@@ -121,6 +151,43 @@ s_fake_coord (zsock_t *pipe, void *args)
                 }
             }
         }
+        else if (msg->id == JM_MSG_SITES) {
+            reply = jm_msg_new (JM_MSG_SITES_REPLY);
+            uint64_t now = (uint64_t)zclock_time ();
+            s_fill_site (jm_wsites_push (&reply->sites), "hpc1", "up", false, now - 2400);
+            s_fill_site (jm_wsites_push (&reply->sites), "local", "lost", true, 0);
+        }
+        else if (msg->id == JM_MSG_SITE_SET) {
+            if (strcmp (msg->name, "hpc1") == 0) {
+                reply = jm_msg_new (JM_MSG_SITES_REPLY);
+                s_fill_site (jm_wsites_push (&reply->sites), "hpc1", "up",
+                             strcmp (msg->state, "drained") == 0, (uint64_t)zclock_time ());
+            }
+            else {
+                reply = jm_msg_new (JM_MSG_ERROR);
+                reply->code = 4;
+                jm_str_set (&reply->reason, "unknown site");
+            }
+        }
+        else if (msg->id == JM_MSG_SUBMIT) {
+            s_seen_submits++;
+            s_seen_speculative = msg->speculative;
+            s_seen_machines[0] = 0;
+            for (size_t i = 0; i < msg->machines.n; i++) {
+                const jm_wmachine_t *m = &msg->machines.v[i];
+                size_t n = strlen (s_seen_machines);
+                snprintf (s_seen_machines + n, sizeof s_seen_machines - n,
+                          "%s|%s|%s|%s|%s|%" PRIu64 ";", m->name, m->site, m->host, m->command,
+                          m->root, m->ratio);
+            }
+            reply = jm_msg_new (JM_MSG_SUBMITTED);
+            jm_str_set (&reply->sub_id, "sub-1");
+            reply->total = msg->tasks.n;
+            /* the entries whose host no agent has */
+            for (size_t i = 0; i < msg->machines.n; i++)
+                if (*msg->machines.v[i].host)
+                    jm_strs_push (&reply->unserved, msg->machines.v[i].name);
+        }
         else if (msg->id == JM_MSG_CANCEL) {
             reply = jm_msg_new (JM_MSG_CANCELLED);
             jm_str_set (&reply->sub_id, msg->sub_id);
@@ -159,23 +226,55 @@ s_teardown (void **state)
 /* Runs cmd against a fresh fake coordinator; output into *text_p. */
 typedef int (*s_cmd_fn) (const jm_client_opts_t *, const char *);
 
+static char s_endpoint[128]; /* of the running fake, without newline */
+
+/*  Runs fn with opts (home and out filled in here) against a fresh fake
+    coordinator: stdout text into *text_p, stderr text into *errtext_p
+    (may be NULL: stderr stays as it is). */
 static int
-s_run (s_cmd_fn fn, const char *arg, bool json, char **text_p)
+s_run_opts (s_cmd_fn fn, const char *arg, jm_client_opts_t opts, char **text_p, char **errtext_p)
 {
     zactor_t *fake = zactor_new (s_fake_coord, NULL);
     int port = 0;
     zsock_recv (fake, "i", &port);
-    char ep[128], path[512];
-    snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d\n", port);
+    char ep[160], path[512];
+    snprintf (s_endpoint, sizeof s_endpoint, "tcp://127.0.0.1:%d", port);
+    snprintf (ep, sizeof ep, "%s\n", s_endpoint);
     snprintf (path, sizeof path, "%s/coord.endpoint", s_home);
     jm_test_write (path, ep);
     size_t len = 0;
     FILE *out = open_memstream (text_p, &len);
-    jm_client_opts_t opts = {.home = s_home, .json = json, .progress = 0, .out = out};
+    opts.home = s_home;
+    opts.out = out;
+    char errpath[512];
+    snprintf (errpath, sizeof errpath, "%s/stderr.txt", s_home);
+    int saved = -1;
+    if (errtext_p) {
+        fflush (stderr);
+        saved = dup (2);
+        int fd = open (errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        assert_true (fd >= 0);
+        dup2 (fd, 2);
+        close (fd);
+    }
     int rc = fn (&opts, arg);
+    if (errtext_p) {
+        fflush (stderr);
+        dup2 (saved, 2);
+        close (saved);
+        *errtext_p = jm_test_read (errpath, NULL);
+        assert_non_null (*errtext_p);
+    }
     fclose (out);
     zactor_destroy (&fake);
     return rc;
+}
+
+static int
+s_run (s_cmd_fn fn, const char *arg, bool json, char **text_p)
+{
+    jm_client_opts_t opts = {.json = json, .progress = 0};
+    return s_run_opts (fn, arg, opts, text_p, NULL);
 }
 
 static int
@@ -345,6 +444,250 @@ test_list_and_cancel (void **state)
     free (text);
 }
 
+static int
+s_sites (const jm_client_opts_t *opts, const char *arg)
+{
+    (void)arg;
+    return jm_client_cmd_sites (opts);
+}
+
+static int
+s_drain (const jm_client_opts_t *opts, const char *arg)
+{
+    return jm_client_cmd_site_set (opts, arg, true);
+}
+
+static int
+s_resume (const jm_client_opts_t *opts, const char *arg)
+{
+    return jm_client_cmd_site_set (opts, arg, false);
+}
+
+/* 'sites': a header and one line per site with every column filled. */
+static void
+test_sites_table (void **state)
+{
+    (void)state;
+    char *text = NULL;
+    int rc = s_run (s_sites, NULL, false, &text);
+    assert_int_equal (rc, JM_EXIT_OK);
+    if (getenv ("JM_TEST_VERBOSE"))
+        fprintf (stderr, "%s", text);
+    char *l1 = strchr (text, '\n');
+    assert_non_null (l1);
+    *l1++ = 0;
+    char *l2 = strchr (l1, '\n');
+    assert_non_null (l2);
+    *l2++ = 0;
+    char *end = strchr (l2, '\n');
+    assert_non_null (end);
+    *end = 0;
+    /* header */
+    const char *cols[] = {"NAME",   "STATE",    "SCHED", "CAPACITY",       "RUNNING",
+                          "QUEUED", "DONE/MIN", "WAIT",  "LAST-HEARTBEAT", "TUNNEL"};
+    const char *at = text;
+    for (size_t i = 0; i < sizeof cols / sizeof *cols; i++) {
+        at = strstr (at, cols[i]);
+        if (!at)
+            fail_msg ("header '%s' lacks '%s' in order", text, cols[i]);
+    }
+    /* hpc1: up, slurm, 4 slots of 20 jobs, 32 cores, 2 gpus, 7 running,
+       3 queued, 12 a minute, 95 s wait, heard 2 s ago, tunnel up */
+    assert_non_null (strstr (l1, "hpc1 "));
+    assert_non_null (strstr (l1, " up "));
+    assert_non_null (strstr (l1, "slurm"));
+    assert_non_null (strstr (l1, "4/20 jobs, 32c, 2g"));
+    assert_non_null (strstr (l1, " 7 "));
+    assert_non_null (strstr (l1, " 3 "));
+    assert_non_null (strstr (l1, " 12 "));
+    assert_non_null (strstr (l1, "1m35s"));
+    assert_non_null (strstr (l1, "2s ago"));
+    assert_true (strlen (l1) > 2 && strcmp (l1 + strlen (l1) - 2, "up") == 0);
+    /* local: lost and drained, never heard, no tunnel */
+    assert_non_null (strstr (l2, "local "));
+    assert_non_null (strstr (l2, "lost,drained"));
+    assert_non_null (strstr (l2, "4 jobs "));
+    assert_null (strstr (l2, "4/4"));
+    assert_non_null (strstr (l2, "never"));
+    assert_true (strlen (l2) > 2 && strcmp (l2 + strlen (l2) - 2, " -") == 0);
+    free (text);
+}
+
+static void
+test_sites_json (void **state)
+{
+    (void)state;
+    char *text = NULL;
+    int rc = s_run (s_sites, NULL, true, &text);
+    assert_int_equal (rc, JM_EXIT_OK);
+    assert_true (text[0] == '[');
+    assert_string_equal (text + strlen (text) - 2, "]\n");
+    const char *want = "{\"name\":\"local\",\"state\":\"lost\",\"drained\":true,\"scheduler\":"
+                       "\"shell\",\"host\":\"ws\\\"1\",\"slots\":4,\"max_jobs\":4,\"cores\":0,"
+                       "\"gpus\":0,\"running\":7,\"queued\":3,\"free_slots\":1,\"done_1m\":12,"
+                       "\"wait_ms\":95000,\"jobs\":5,\"last_seen\":0,\"tunnel\":\"\"}]";
+    if (!strstr (text, want))
+        fail_msg ("'%s' lacks '%s'", text, want);
+    assert_non_null (strstr (text, "[{\"name\":\"hpc1\",\"state\":\"up\",\"drained\":false,"));
+    assert_non_null (strstr (text, "\"cores\":32,\"gpus\":2,"));
+    free (text);
+}
+
+/* jobman-coord site drain|resume: the site's new line; unknown: exit 1. */
+static void
+test_site_set (void **state)
+{
+    (void)state;
+    char *text = NULL, *errtext = NULL;
+    jm_client_opts_t opts = {.prog = "jobman-coord"};
+    int rc = s_run_opts (s_drain, "hpc1", opts, &text, &errtext);
+    assert_int_equal (rc, JM_EXIT_OK);
+    assert_non_null (strstr (text, "hpc1 "));
+    assert_non_null (strstr (text, "up,drained"));
+    assert_string_equal (errtext, "");
+    free (text);
+    free (errtext);
+    rc = s_run_opts (s_resume, "hpc1", opts, &text, &errtext);
+    assert_int_equal (rc, JM_EXIT_OK);
+    assert_null (strstr (text, "drained"));
+    assert_non_null (strstr (text, " up "));
+    free (text);
+    free (errtext);
+    rc = s_run_opts (s_drain, "nosuch", opts, &text, &errtext);
+    assert_int_equal (rc, JM_EXIT_FAILED);
+    assert_string_equal (text, "");
+    assert_string_equal (errtext, "jobman-coord: no site named 'nosuch'\n");
+    free (text);
+    free (errtext);
+}
+
+/* A submission with a machine file: SUBMIT carries the entries (with the
+   prefix), and every entry the coordinator calls unserved gets a hint
+   with how to start its agent. */
+static char s_subdir[400];
+
+static void
+s_write_submission (const char *extra)
+{
+    char path[512], text[1024];
+    snprintf (s_subdir, sizeof s_subdir, "%s/work", s_home);
+    mkdir (s_subdir, 0755);
+    snprintf (path, sizeof path, "%s/t0", s_subdir);
+    mkdir (path, 0755);
+    snprintf (path, sizeof path, "%s/sub.yml", s_subdir);
+    snprintf (text, sizeof text,
+              "work_base: .\n%s"
+              "task_list:\n"
+              "  - command: '{command} -in in.dat'\n"
+              "    task_work_path: t0\n",
+              extra);
+    jm_test_write (path, text);
+}
+
+static int
+s_submit (const jm_client_opts_t *opts, const char *arg)
+{
+    return jm_client_cmd_submit (opts, arg);
+}
+
+static void
+test_submit_machines_unserved (void **state)
+{
+    (void)state;
+    s_write_submission ("speculative: true\n");
+    char mfile[512], subfile[512];
+    snprintf (mfile, sizeof mfile, "%s/MACHINE.yml", s_home);
+    snprintf (subfile, sizeof subfile, "%s/sub.yml", s_subdir);
+    jm_test_write (mfile, "dft_1:\n"
+                          "  machine: {batch_type: shell}\n"
+                          "  site: local\n"
+                          "  command: pw.x\n"
+                          "dft_2:\n"
+                          "  machine:\n"
+                          "    batch_type: PBS\n"
+                          "    context_type: SSHContext\n"
+                          "    remote_root: /work/me/dft\n"
+                          "    remote_profile: {hostname: hpc2.example.org, username: me}\n"
+                          "  command: mpirun -np 24 pw.x\n"
+                          "  work_load_ratio: 0.25\n"
+                          "train_1:\n"
+                          "  machine: {batch_type: slurm}\n");
+    s_seen_submits = 0;
+    char *text = NULL, *errtext = NULL;
+    jm_client_opts_t opts = {.work_dir = s_subdir, .machine_file = mfile, .prefix = "dft"};
+    int rc = s_run_opts (s_submit, subfile, opts, &text, &errtext);
+    if (getenv ("JM_TEST_VERBOSE"))
+        fprintf (stderr, "%s", errtext);
+    assert_int_equal (rc, JM_EXIT_OK);
+    /* stdout: the id alone, as before */
+    assert_string_equal (text, "sub-1\n");
+    assert_int_equal (s_seen_submits, 1);
+    assert_true (s_seen_speculative);
+    assert_string_equal (s_seen_machines,
+                         "dft_1|local||pw.x||0;dft_2||hpc2.example.org|mpirun -np 24 pw.x|"
+                         "/work/me/dft|250000;");
+    /* the SSH notice, one line with our prefix */
+    assert_non_null (strstr (errtext, "jobman-submit: "));
+    char want[1024];
+    snprintf (want, sizeof want,
+              "jobman-submit: machine entry 'dft_2' (host hpc2.example.org) is served by no "
+              "connected agent; its share waits for one or goes to the other entries. Start its "
+              "agent on that host with:\n"
+              "    jobman-agent run --home ~/.jobman-agent --coordinator %s "
+              "--coordinator-cert coord.cert --site hpc2.example.org --root /work/me/dft "
+              "--scheduler pbs\n",
+              s_endpoint);
+    if (!strstr (errtext, want))
+        fail_msg ("stderr '%s' lacks '%s'", errtext, want);
+    assert_null (strstr (errtext, "'dft_1'"));
+    free (text);
+    free (errtext);
+}
+
+static void
+test_submit_bad_input (void **state)
+{
+    (void)state;
+    s_write_submission ("");
+    char mfile[512], subfile[512];
+    snprintf (subfile, sizeof subfile, "%s/sub.yml", s_subdir);
+    s_seen_submits = 0;
+    /* {command} and no --machine: refused before anything is sent */
+    char *text = NULL, *errtext = NULL;
+    jm_client_opts_t opts = {.work_dir = s_subdir};
+    int rc = s_run_opts (s_submit, subfile, opts, &text, &errtext);
+    assert_int_equal (rc, JM_EXIT_USAGE);
+    char want[1024];
+    snprintf (want, sizeof want,
+              "jobman-submit: %s: task 0 (t0): command uses {command} but no --machine file "
+              "was given\n",
+              subfile);
+    assert_string_equal (errtext, want);
+    free (text);
+    free (errtext);
+    /* a broken machine file: its name and line */
+    snprintf (mfile, sizeof mfile, "%s/MACHINE.yml", s_home);
+    jm_test_write (mfile, "dft_1:\n  machine: {batch_type: condor}\n");
+    opts.machine_file = mfile;
+    rc = s_run_opts (s_submit, subfile, opts, &text, &errtext);
+    assert_int_equal (rc, JM_EXIT_USAGE);
+    snprintf (want, sizeof want, "jobman-submit: %s:2:", mfile);
+    if (strncmp (errtext, want, strlen (want)) != 0)
+        fail_msg ("stderr '%s' does not start with '%s'", errtext, want);
+    assert_non_null (strstr (errtext, "batch_type"));
+    free (text);
+    free (errtext);
+    /* a prefix nothing matches */
+    jm_test_write (mfile, "dft_1:\n  machine: {batch_type: shell}\n");
+    opts.prefix = "train";
+    rc = s_run_opts (s_submit, subfile, opts, &text, &errtext);
+    assert_int_equal (rc, JM_EXIT_USAGE);
+    assert_non_null (strstr (errtext, "train"));
+    free (text);
+    free (errtext);
+    assert_int_equal (s_seen_submits, 0);
+}
+
 int
 main (void)
 {
@@ -359,6 +702,11 @@ main (void)
         cmocka_unit_test (test_status_detail_json),
         cmocka_unit_test (test_status_text_and_unknown),
         cmocka_unit_test (test_list_and_cancel),
+        cmocka_unit_test (test_sites_table),
+        cmocka_unit_test (test_sites_json),
+        cmocka_unit_test (test_site_set),
+        cmocka_unit_test (test_submit_machines_unserved),
+        cmocka_unit_test (test_submit_bad_input),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }
