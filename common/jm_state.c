@@ -15,7 +15,8 @@ static const unsigned s_next[JM_TASK_NSTATES] = {
         B (QUEUED) | B (RUNNING) | B (FETCHING) | B (FAILED) | B (CANCELLED) | B (PENDING),
     [JM_TASK_QUEUED] = B (RUNNING) | B (FETCHING) | B (FAILED) | B (CANCELLED) | B (PENDING),
     [JM_TASK_RUNNING] = B (FETCHING) | B (FAILED) | B (CANCELLED) | B (PENDING),
-    [JM_TASK_FETCHING] = B (DONE) | B (FAILED) | B (CANCELLED),
+    /* FETCHING -> PENDING: its site was lost before the results came */
+    [JM_TASK_FETCHING] = B (DONE) | B (FAILED) | B (CANCELLED) | B (PENDING),
     [JM_TASK_DONE] = 0,
     [JM_TASK_FAILED] = 0,
     [JM_TASK_CANCELLED] = 0,

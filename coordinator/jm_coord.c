@@ -19,11 +19,13 @@
 #include "jm_db.h"
 #include "jm_keys.h"
 #include "jm_log.h"
+#include "jm_machine.h"
 #include "jm_path.h"
 #include "jm_proto.h"
 #include "jm_resources.h"
 #include "jm_state.h"
 #include "jm_store.h"
+#include "jm_tunnel.h"
 #include "jm_util.h"
 #include "jm_worker.h"
 #include "jm_xfer.h"
@@ -64,12 +66,21 @@ typedef struct {
     char *scheduler;
     char *host;
     uint64_t slots;
-    char *peer_key; /* current session, NULL if none */
+    uint64_t max_jobs, cores, gpus; /* capacity (HELLO) */
+    /* newest LOAD figures */
+    uint64_t running, queued, free_slots, done_1m, wait_ms;
+    char *peer_key;                 /* current session, NULL if none */
     zframe_t *rid;
     uint64_t credit;
     size_t outstanding;
-    int64_t last_seen;
+    size_t promised;   /* credit promised to work being withdrawn elsewhere */
+    int64_t last_seen; /* monotonic ms; 0 = not this run */
+    int64_t seen_before; /* unix ms of the last contact in an earlier run, 0 none */
+    int64_t lost_since; /* ms, while lost */
     bool lost;
+    bool requeued;   /* lost long enough: its work went to other sites */
+    bool drained;    /* gets no new jobs (kept in SQLite) */
+    jm_u64s_t cancel_on_return; /* jobs taken away while it was lost */
 } site_t;
 
 typedef struct {
@@ -79,6 +90,10 @@ typedef struct {
     uint32_t *idx;
     size_t n;
     bool finished;
+    int32_t machine;   /* machine entry index, -1 none */
+    int64_t sent_ms;   /* when the JOB left */
+    bool started;      /* a task of it started (or the site refused a withdrawal) */
+    char *withdraw_for; /* WITHDRAW sent: the site its credit was promised to */
 } job_t;
 
 typedef struct {
@@ -172,6 +187,8 @@ typedef struct {
     char allowed_dir[JM_PATH_MAX];
     struct timespec allowed_mtime;
     uint64_t next_job_id;
+    bool rebalance;             /* look for work to withdraw at the end of the pass */
+    jm_tunnels_t *tunnels;      /* ssh tunnels to login nodes, or NULL */
     uint64_t job_id_reserved; /* job ids up to this are reserved in meta */
     size_t results_waiting;   /* result files waiting for their site */
     bool progress_dirty;
@@ -244,6 +261,7 @@ s_site_destroy (void **item)
     free (s->host);
     free (s->peer_key);
     zframe_destroy (&s->rid);
+    free (s->cancel_on_return.v);
     free (s);
     *item = NULL;
 }
@@ -256,6 +274,7 @@ s_job_destroy (void **item)
         return;
     free (j->site);
     free (j->idx);
+    free (j->withdraw_for);
     free (j);
     *item = NULL;
 }
@@ -450,9 +469,23 @@ s_task_set (coord_t *self, jm_ctask_t *t, jm_task_state_t to)
     }
     sub->counts[t->state]--;
     sub->counts[to]++;
+    if (t->machine >= 0 && (size_t)t->machine < sub->machines.n) {
+        bool was_out = jm_ctask_state_out (t->state), now_out = jm_ctask_state_out (to);
+        if (was_out && !now_out && sub->m_out[t->machine] > 0)
+            sub->m_out[t->machine]--;
+        else if (!was_out && now_out)
+            sub->m_out[t->machine]++;
+        if (to == JM_TASK_PENDING) {
+            if (sub->m_assigned[t->machine] > 0)
+                sub->m_assigned[t->machine]--;
+            t->machine = -1;
+        }
+    }
     t->state = to;
-    if (to == JM_TASK_PENDING)
+    if (to == JM_TASK_PENDING) {
         jm_csub_pending_push (sub, t->idx);
+        self->rebalance = true;
+    }
     jm_coord_db_task_update (self->db, sub, t);
     sub->progress_dirty = true;
     self->progress_dirty = true;
@@ -496,18 +529,136 @@ s_task_fail (coord_t *self, jm_ctask_t *t, const char *reason)
 
 /* ------------------------------------------------------------ dispatch */
 
-static jm_csub_t *
-s_oldest_pending (coord_t *self)
+static void s_job_finish (coord_t *self, job_t *job, const char *state);
+
+/*  Work is pulled: a site's CREDIT says how many more jobs it takes.  A
+    submission with machine entries goes only to the sites serving them
+    (an entry's site:, else its host), each job with its entry's command,
+    root and resources, within the entry's caps (submit_size: tasks out
+    at once; work_load_ratio: share of all tasks).  Near the end
+    (s_rebalance) jobs still waiting at one site are withdrawn when
+    another site that could run them has free credit.                   */
+
+/* Host names match exactly, or by their first label when one of them is
+   short ("hpc1" and "hpc1.example.org"). */
+static bool
+s_host_eq (const char *a, const char *b)
 {
-    for (jm_csub_t *sub = zlist_first (self->subs); sub; sub = zlist_next (self->subs))
-        if (sub->state == JM_SUB_ACTIVE && jm_csub_has_pending (sub))
-            return sub;
-    return NULL;
+    if (!a || !b || !*a || !*b)
+        return false;
+    if (strcmp (a, b) == 0)
+        return true;
+    const char *da = strchr (a, '.'), *db = strchr (b, '.');
+    if (da && db)
+        return false;
+    size_t la = da ? (size_t)(da - a) : strlen (a);
+    size_t lb = db ? (size_t)(db - b) : strlen (b);
+    return la == lb && strncmp (a, b, la) == 0;
+}
+
+/* Site serves machine entry m: by its explicit site, else by host, else
+   any site does. */
+static bool
+s_site_serves (const site_t *site, const jm_wmachine_t *m)
+{
+    if (m->site && *m->site)
+        return strcmp (m->site, site->name) == 0;
+    if (m->host && *m->host)
+        return s_host_eq (m->host, site->name) || s_host_eq (m->host, site->host);
+    return true;
+}
+
+/* A site that may be given new jobs now. */
+static bool
+s_site_open (const site_t *site)
+{
+    return site->rid && !site->lost && !site->drained;
 }
 
 static void
-s_send_job (coord_t *self, site_t *site, jm_csub_t *sub)
+s_sub_needs (jm_csub_t *sub)
 {
+    if (sub->need_known)
+        return;
+    for (size_t i = 0; i <= sub->machines.n; i++) {
+        const char *json = i < sub->machines.n && sub->machines.v[i].resources &&
+                                   *sub->machines.v[i].resources
+                               ? sub->machines.v[i].resources
+                               : sub->resources;
+        sub->m_cpu[i] = sub->m_gpu[i] = 0;
+        if (!json || !*json)
+            continue;
+        char err[256];
+        jm_resources_t *res = jm_resources_from_json (json, "resources", err, sizeof err);
+        if (!res)
+            continue;
+        sub->m_cpu[i] = res->cpu_per_node;
+        sub->m_gpu[i] = res->gpu_per_node;
+        jm_resources_destroy (&res);
+    }
+    sub->need_known = true;
+}
+
+/* One job of entry i (machines.n: the submission's own resources) fits
+   the capacity the site advertised (0 = not stated: anything fits). */
+static bool
+s_site_fits (const site_t *site, jm_csub_t *sub, size_t i)
+{
+    s_sub_needs (sub);
+    if (site->cores && sub->m_cpu[i] > site->cores)
+        return false;
+    if (site->gpus && sub->m_gpu[i] > site->gpus)
+        return false;
+    return true;
+}
+
+/* Tasks entry i may still take now (its caps), at most group_size. */
+static size_t
+s_machine_room (const jm_csub_t *sub, size_t i)
+{
+    size_t room = sub->group_size;
+    const jm_wmachine_t *m = &sub->machines.v[i];
+    if (m->submit_size) {
+        size_t left = m->submit_size > sub->m_out[i] ? m->submit_size - sub->m_out[i] : 0;
+        if (left < room)
+            room = left;
+    }
+    if (m->ratio) {
+        /* ceil (ratio * total) tasks over the whole submission */
+        uint64_t cap = (m->ratio * (uint64_t)sub->ntasks + 999999) / 1000000;
+        size_t left = cap > sub->m_assigned[i] ? cap - sub->m_assigned[i] : 0;
+        if (left < room)
+            room = left;
+    }
+    return room;
+}
+
+/*  The machine entry of sub a job for site would run under: its index,
+    -1 when sub has no entries (any site), -2 when site may not take a
+    job of sub now.  *room_p gets the tasks such a job may hold. */
+static int
+s_pick_machine (const site_t *site, jm_csub_t *sub, size_t *room_p)
+{
+    if (sub->machines.n == 0) {
+        *room_p = sub->group_size;
+        return s_site_fits (site, sub, 0) ? -1 : -2;
+    }
+    for (size_t i = 0; i < sub->machines.n; i++) {
+        if (!s_site_serves (site, &sub->machines.v[i]) || !s_site_fits (site, sub, i))
+            continue;
+        size_t room = s_machine_room (sub, i);
+        if (room > 0) {
+            *room_p = room;
+            return (int)i;
+        }
+    }
+    return -2;
+}
+
+static void
+s_send_job (coord_t *self, site_t *site, jm_csub_t *sub, int machine, size_t room)
+{
+    const jm_wmachine_t *m = machine >= 0 ? &sub->machines.v[machine] : NULL;
     job_t *job = calloc (1, sizeof *job);
     assert (job);
     job->id = ++self->next_job_id;
@@ -521,27 +672,36 @@ s_send_job (coord_t *self, site_t *site, jm_csub_t *sub)
     }
     job->sub = sub;
     job->site = s_dup (site->name);
-    job->idx = calloc (sub->group_size < 1024 ? sub->group_size : 1024, sizeof (uint32_t));
-    size_t cap = sub->group_size < 1024 ? sub->group_size : 1024;
+    job->machine = machine;
+    job->sent_ms = jm_now_ms ();
+    size_t cap = room < 1024 ? room : 1024;
+    job->idx = calloc (cap ? cap : 1, sizeof (uint32_t));
     assert (job->idx);
 
     jm_msg_t *msg = jm_msg_new (JM_MSG_JOB);
     msg->job_id = job->id;
     jm_str_set (&msg->sub_id, sub->id);
     msg->para_deg = sub->para_deg;
-    jm_str_set (&msg->resources, sub->resources);
+    jm_str_set (&msg->resources,
+                m && m->resources && *m->resources ? m->resources : sub->resources);
+    jm_str_set (&msg->root, m ? m->root : "");
+    const char *mcommand = m && m->command && *m->command ? m->command : NULL;
     for (size_t i = 0; i < sub->common.n; i++) {
         const jm_wfile_t *f = &sub->common.v[i];
         jm_wfiles_push (&msg->common, f->path, f->hash, f->size, f->mode);
     }
     jm_coord_db_job_insert (self->db, job->id, sub->id, site->name, "STAGING", time (NULL));
-    while (job->n < sub->group_size) {
+    while (job->n < room) {
         int64_t idx = jm_csub_pending_pop (sub);
         if (idx < 0)
             break;
         jm_ctask_t *t = &sub->tasks[idx];
         s_set (&t->site, site->name);
         t->job_id = job->id;
+        if (m) {
+            t->machine = machine;
+            sub->m_assigned[machine]++;
+        }
         if (s_task_set (self, t, JM_TASK_STAGING) != 0)
             continue;
         if (job->n == cap) {
@@ -553,7 +713,7 @@ s_send_job (coord_t *self, site_t *site, jm_csub_t *sub)
         jm_wtask_t *w = jm_wtasks_push (&msg->tasks);
         w->id = JM_COORD_TASK_WIRE_ID (job->id, t->idx);
         w->path = s_dup (t->path);
-        w->command = s_dup (t->command);
+        w->command = jm_machine_substitute_command (t->command, mcommand);
         w->outlog = s_dup (t->outlog);
         w->errlog = s_dup (t->errlog);
         for (size_t i = 0; i < t->forward.n; i++) {
@@ -566,24 +726,147 @@ s_send_job (coord_t *self, site_t *site, jm_csub_t *sub)
     char key[32];
     snprintf (key, sizeof key, "%" PRIu64, job->id);
     zhashx_insert (self->jobs, key, job);
-    jm_debug ("job %" PRIu64 " (%zu tasks of %s) -> site %s", job->id, job->n, sub->id, site->name);
+    jm_debug ("job %" PRIu64 " (%zu tasks of %s%s%s) -> site %s", job->id, job->n, sub->id,
+              m ? ", machine " : "", m ? m->name : "", site->name);
     s_send (self, site->rid, &msg);
     site->credit--;
     site->outstanding++;
 }
 
+/* The oldest submission with pending tasks site may take a job of. */
+static jm_csub_t *
+s_pick_sub (coord_t *self, site_t *site, int *machine_p, size_t *room_p)
+{
+    for (jm_csub_t *sub = zlist_first (self->subs); sub; sub = zlist_next (self->subs)) {
+        if (sub->state != JM_SUB_ACTIVE || !jm_csub_has_pending (sub))
+            continue;
+        int m = s_pick_machine (site, sub, room_p);
+        if (m >= -1) {
+            *machine_p = m;
+            return sub;
+        }
+    }
+    return NULL;
+}
+
 static void
 s_dispatch (coord_t *self)
 {
+    bool spare = false;
     for (site_t *site = zhashx_first (self->sites); site; site = zhashx_next (self->sites)) {
-        while (site->credit > 0 && site->rid && !site->lost) {
-            jm_csub_t *sub = s_oldest_pending (self);
+        if (!s_site_open (site))
+            continue;
+        while (site->credit > 0) {
+            int machine;
+            size_t room;
+            jm_csub_t *sub = s_pick_sub (self, site, &machine, &room);
             if (!sub)
-                return;
-            s_send_job (self, site, sub);
+                break;
+            s_send_job (self, site, sub, machine, room);
         }
+        if (site->credit > site->promised)
+            spare = true;
     }
+    if (spare)
+        self->rebalance = true;
 }
+
+/*  Near the end of a submission (none of its tasks pending), a job whose
+    tasks all still wait at their site (none started) for longer than a
+    heartbeat interval is asked back (WITHDRAW) when another open site
+    that may run it has credit not yet promised.  Its tasks stay with the
+    slow site until it answers WITHDRAWN, so no task runs at two sites -
+    unless the submission is speculative: then the tasks are handed out
+    again at once and the slow site's job is cancelled; a result from
+    either copy is taken (alt_job_id). */
+static void
+s_rebalance (coord_t *self)
+{
+    self->rebalance = false;
+    int64_t now = jm_now_ms ();
+    int64_t min_age = (int64_t)self->cfg->heartbeat_ms;
+    if (min_age < 1000)
+        min_age = 1000;
+    bool any = false;
+    for (jm_csub_t *sub = zlist_first (self->subs); sub; sub = zlist_next (self->subs))
+        if (sub->state == JM_SUB_ACTIVE && !jm_csub_has_pending (sub) &&
+            (sub->counts[JM_TASK_STAGING] || sub->counts[JM_TASK_QUEUED]))
+            any = true;
+    if (!any)
+        return;
+    bool redispatch = false;
+    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs)) {
+        jm_csub_t *sub = job->sub;
+        if (job->finished || job->started || job->withdraw_for || sub->state != JM_SUB_ACTIVE ||
+            jm_csub_has_pending (sub) || now - job->sent_ms < min_age)
+            continue;
+        bool waiting = job->n > 0;
+        for (size_t i = 0; i < job->n && waiting; i++) {
+            const jm_ctask_t *t = &sub->tasks[job->idx[i]];
+            if (t->job_id == job->id && t->state != JM_TASK_STAGING && t->state != JM_TASK_QUEUED)
+                waiting = false;
+        }
+        if (!waiting) {
+            job->started = true;
+            continue;
+        }
+        site_t *slow = (site_t *)zhashx_lookup (self->sites, job->site);
+        if (!slow || !slow->rid || slow->lost)
+            continue;
+        site_t *free_site = NULL;
+        for (site_t *s = zhashx_first (self->sites); s && !free_site; s = zhashx_next (self->sites)) {
+            size_t room;
+            if (s != slow && s_site_open (s) && s->credit > s->promised &&
+                s_pick_machine (s, sub, &room) >= -1)
+                free_site = s;
+        }
+        if (!free_site)
+            continue;
+        if (sub->speculative) {
+            jm_info ("submission %s (speculative): job %" PRIu64 " waits at site %s; its tasks "
+                     "go to site %s too",
+                     sub->id, job->id, slow->name, free_site->name);
+            for (size_t i = 0; i < job->n; i++) {
+                jm_ctask_t *t = &sub->tasks[job->idx[i]];
+                if (t->job_id != job->id)
+                    continue;
+                t->alt_job_id = job->id;
+                s_task_set (self, t, JM_TASK_PENDING);
+            }
+            jm_msg_t *cj = jm_msg_new (JM_MSG_CANCEL_JOB);
+            cj->job_id = job->id;
+            s_send (self, slow->rid, &cj);
+            s_job_finish (self, job, "WITHDRAWN");
+            redispatch = true; /* not here: dispatching adds to self->jobs */
+            continue;
+        }
+        jm_info ("submission %s: job %" PRIu64 " (%zu tasks) still waits at site %s while site "
+                 "%s has room: withdrawing it",
+                 sub->id, job->id, job->n, slow->name, free_site->name);
+        job->withdraw_for = s_dup (free_site->name);
+        free_site->promised++;
+        jm_msg_t *wd = jm_msg_new (JM_MSG_WITHDRAW);
+        wd->job_id = job->id;
+        s_send (self, slow->rid, &wd);
+    }
+    if (redispatch)
+        s_dispatch (self);
+}
+
+/* The answer to a WITHDRAW arrived (or the job ended): release the
+   credit promised to the free site. */
+static void
+s_withdraw_settle (coord_t *self, job_t *job)
+{
+    if (!job->withdraw_for)
+        return;
+    site_t *s = (site_t *)zhashx_lookup (self->sites, job->withdraw_for);
+    if (s && s->promised > 0)
+        s->promised--;
+    free (job->withdraw_for);
+    job->withdraw_for = NULL;
+}
+
 
 /* ------------------------------------------------------- result files */
 
@@ -1285,7 +1568,8 @@ s_task_by_wire (coord_t *self, site_t *site, uint64_t wid)
     uint64_t idx = JM_COORD_WIRE_IDX (wid);
     if (job_id) {
         job_t *job = s_job_lookup (self, job_id);
-        if (!job || idx >= job->sub->ntasks || job->sub->tasks[idx].job_id != job_id)
+        if (!job || idx >= job->sub->ntasks ||
+            (job->sub->tasks[idx].job_id != job_id && job->sub->tasks[idx].alt_job_id != job_id))
             return NULL;
         if (strcmp (job->site, site->name) != 0) {
             jm_warn ("site %s reported task of job %" PRIu64 " which belongs to site %s; ignored",
@@ -1311,6 +1595,7 @@ s_job_finish (coord_t *self, job_t *job, const char *state)
     if (job->finished)
         return;
     job->finished = true;
+    s_withdraw_settle (self, job);
     jm_coord_db_job_state (self->db, job->id, state);
     site_t *site = (site_t *)zhashx_lookup (self->sites, job->site);
     if (site && site->outstanding > 0)
@@ -1340,6 +1625,27 @@ s_on_job_state (coord_t *self, peer_t *peer, site_t *site, jm_msg_t *msg)
     jm_csub_t *sub = job->sub;
     if (strcmp (st, "STAGING") == 0)
         return;
+    if (strcmp (st, "WITHDRAWN") == 0) {
+        size_t n = 0;
+        for (size_t i = 0; i < job->n; i++) {
+            jm_ctask_t *t = &sub->tasks[job->idx[i]];
+            if (t->job_id == job->id && (t->state == JM_TASK_STAGING || t->state == JM_TASK_QUEUED) &&
+                s_task_set (self, t, JM_TASK_PENDING) == 0) {
+                s_set (&t->site, "");
+                t->job_id = 0;
+                n++;
+            }
+        }
+        jm_info ("site %s gave job %" PRIu64 " back: %zu tasks of %s pending again", site->name,
+                 job->id, n, sub->id);
+        s_job_finish (self, job, "WITHDRAWN");
+        s_dispatch (self);
+        return;
+    }
+    if (strcmp (st, "RUNNING") == 0) {
+        job->started = true;
+        s_withdraw_settle (self, job);
+    }
     if (strcmp (st, "QUEUED") == 0 || strcmp (st, "RUNNING") == 0) {
         jm_task_state_t to = st[0] == 'Q' ? JM_TASK_QUEUED : JM_TASK_RUNNING;
         for (size_t i = 0; i < job->n; i++) {
@@ -1386,6 +1692,9 @@ s_on_task_started (coord_t *self, site_t *site, jm_msg_t *msg)
         }
         if (t->state == JM_TASK_STAGING || t->state == JM_TASK_QUEUED)
             s_task_set (self, t, JM_TASK_RUNNING);
+        job_t *job = s_job_lookup (self, JM_COORD_WIRE_JOB (msg->ids.v[i]));
+        if (job)
+            job->started = true;
     }
 }
 
@@ -1403,6 +1712,23 @@ s_on_task_end (coord_t *self, site_t *site, jm_msg_t *msg)
                   t->sub->id, jm_task_state_name (t->state));
         return;
     }
+    uint64_t wire_job = JM_COORD_WIRE_JOB (msg->task_id);
+    if (wire_job && t->alt_job_id == wire_job && t->job_id != wire_job) {
+        /* the speculative copy at the slow site ended first: its result
+           is taken; the other copy's report will be ignored */
+        jm_info ("task %u of %s: the copy at site %s ended first", t->idx, t->sub->id, site->name);
+        if (t->machine >= 0 && (size_t)t->machine < t->sub->machines.n) {
+            /* it leaves the other copy's entry */
+            if (t->sub->m_out[t->machine] > 0)
+                t->sub->m_out[t->machine]--;
+            if (t->sub->m_assigned[t->machine] > 0)
+                t->sub->m_assigned[t->machine]--;
+        }
+        t->machine = -1;
+        t->job_id = wire_job;
+        s_set (&t->site, site->name);
+    }
+    t->alt_job_id = 0;
     t->exit_code = msg->exit_code;
     char err[2048];
     for (size_t i = 0; i < msg->files.n; i++) {
@@ -1538,6 +1864,7 @@ static void
 s_site_lost (coord_t *self, site_t *site, const char *why)
 {
     site->lost = true;
+    site->lost_since = jm_now_ms ();
     site->credit = 0;
     jm_warn ("site %s lost: %s", site->name, why);
     jm_coord_db_site_state (self->db, site->name, "lost", time (NULL));
@@ -1545,6 +1872,65 @@ s_site_lost (coord_t *self, site_t *site, const char *why)
     snprintf (reason, sizeof reason, "site %s lost: %s", site->name, why);
     s_xfer_peer_lost (self, site, reason);
     s_collect_site_lost (self, site);
+}
+
+/*  Site has been lost for requeue_after_ms: every task it held that has
+    not ended (or whose results were not fetched) goes back to PENDING and
+    on to other sites; its jobs are cancelled there when it is back. */
+static void
+s_site_requeue (coord_t *self, site_t *site)
+{
+    site->requeued = true;
+    size_t n = 0;
+    for (job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs)) {
+        if (job->finished || strcmp (job->site, site->name) != 0)
+            continue;
+        jm_u64s_push (&site->cancel_on_return, job->id);
+        s_job_finish (self, job, "LOST");
+    }
+    for (jm_csub_t *sub = zlist_first (self->subs); sub; sub = zlist_next (self->subs)) {
+        if (sub->state != JM_SUB_ACTIVE)
+            continue;
+        for (size_t i = 0; i < sub->ntasks; i++) {
+            jm_ctask_t *t = &sub->tasks[i];
+            if (t->state == JM_TASK_PENDING || jm_task_state_terminal (t->state) ||
+                strcmp (t->site, site->name) != 0)
+                continue;
+            if (t->state == JM_TASK_FETCHING) {
+                place_rec_t *rec = s_prec (self, t);
+                if (rec && rec->placing > 0)
+                    continue; /* its files are already here, being written */
+                jm_xfer_forget (self->xfer, t);
+                s_results_clear (self, t);
+            }
+            if (s_task_set (self, t, JM_TASK_PENDING) == 0) {
+                s_set (&t->site, "");
+                t->job_id = 0;
+                n++;
+            }
+        }
+    }
+    jm_warn ("site %s lost for %" PRId64 " ms: %zu of its tasks are pending again for other "
+             "sites",
+             site->name, jm_now_ms () - site->lost_since, n);
+    s_dispatch (self);
+}
+
+/* Site is back: cancel the jobs that were taken away from it. */
+static void
+s_site_back (coord_t *self, site_t *site)
+{
+    site->requeued = false;
+    for (size_t i = 0; i < site->cancel_on_return.n && site->rid; i++) {
+        jm_msg_t *cj = jm_msg_new (JM_MSG_CANCEL_JOB);
+        cj->job_id = site->cancel_on_return.v[i];
+        s_send (self, site->rid, &cj);
+    }
+    if (site->cancel_on_return.n)
+        jm_info ("site %s is back: cancelling %zu jobs whose tasks went to other sites",
+                 site->name, site->cancel_on_return.n);
+    free (site->cancel_on_return.v);
+    site->cancel_on_return = (jm_u64s_t){0};
 }
 
 static void
@@ -1561,6 +1947,7 @@ s_on_agent (coord_t *self, peer_t *peer, jm_msg_t *msg)
         site->lost = false;
         jm_info ("site %s is back", site->name);
         jm_coord_db_site_state (self->db, site->name, "up", time (NULL));
+        s_site_back (self, site);
         s_site_resume_fetches (self, site);
         s_collect_resume (self, site, false);
     }
@@ -1570,6 +1957,13 @@ s_on_agent (coord_t *self, peer_t *peer, jm_msg_t *msg)
         s_send (self, peer->rid, &hb);
         break;
     }
+    case JM_MSG_LOAD:
+        site->running = msg->running;
+        site->queued = msg->queued;
+        site->free_slots = msg->free_slots;
+        site->done_1m = msg->done_1m;
+        site->wait_ms = msg->wait_ms;
+        break;
     case JM_MSG_CREDIT:
         site->credit += msg->credit;
         if (site->credit > S_CREDIT_MAX)
@@ -1675,6 +2069,46 @@ s_check_submit (coord_t *self, const jm_msg_t *msg, char *err, size_t errlen)
                            "SUBMIT: resources.group_size/para_deg differ from the message's "
                            "group_size/para_deg");
     }
+    bool uses_command = false;
+    for (size_t i = 0; i < msg->tasks.n && !uses_command; i++)
+        uses_command = msg->tasks.v[i].command && strstr (msg->tasks.v[i].command, "{command}");
+    for (size_t i = 0; i < msg->machines.n; i++) {
+        const jm_wmachine_t *m = &msg->machines.v[i];
+        const char *name = m->name && *m->name ? m->name : "?";
+        if (!m->name || !*m->name)
+            return jm_err (err, errlen, "SUBMIT: machine entry %zu has no name", i);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp (msg->machines.v[j].name, m->name) == 0)
+                return jm_err (err, errlen, "SUBMIT: machine entry '%s' appears twice", name);
+        if (m->site && *m->site && !s_name_ok (m->site))
+            return jm_err (err, errlen,
+                           "SUBMIT: machine entry '%s': site '%s' must match [A-Za-z0-9._-]+",
+                           name, m->site);
+        if (m->root && *m->root && m->root[0] != '/')
+            return jm_err (err, errlen,
+                           "SUBMIT: machine entry '%s': remote_root '%s' is not an absolute path",
+                           name, m->root);
+        if (m->ratio > 1000000)
+            return jm_err (err, errlen,
+                           "SUBMIT: machine entry '%s': work_load_ratio %.6f is above 1", name,
+                           (double)m->ratio / 1e6);
+        if (uses_command && (!m->command || !*m->command))
+            return jm_err (err, errlen,
+                           "SUBMIT: task commands use {command} but machine entry '%s' has no "
+                           "'command'",
+                           name);
+        if (m->resources && *m->resources) {
+            char w[200];
+            snprintf (w, sizeof w, "SUBMIT: machine entry '%s'", name);
+            jm_resources_t *res = jm_resources_from_json (m->resources, w, err, errlen);
+            if (!res)
+                return -1;
+            jm_resources_destroy (&res);
+        }
+    }
+    if (uses_command && msg->machines.n == 0)
+        return jm_err (err, errlen,
+                       "SUBMIT: task commands use {command} but no machine entries were given");
     for (size_t i = 0; i < msg->common.n; i++) {
         const jm_wfile_t *f = &msg->common.v[i];
         snprintf (what, sizeof what, "forward common file %zu", i);
@@ -1735,6 +2169,20 @@ s_on_submit (coord_t *self, peer_t *peer, jm_msg_t *msg)
         jm_csub_new (id, time (NULL), msg->work_base, msg->group_size, msg->para_deg, msg->tasks.n);
     free (id);
     jm_str_set (&sub->resources, msg->resources);
+    sub->speculative = msg->speculative;
+    for (size_t i = 0; i < msg->machines.n; i++) {
+        const jm_wmachine_t *w = &msg->machines.v[i];
+        jm_wmachine_t *m = jm_wmachines_push (&sub->machines);
+        m->name = s_dup (w->name);
+        m->site = s_dup (w->site);
+        m->host = s_dup (w->host);
+        m->command = s_dup (w->command);
+        m->root = s_dup (w->root);
+        m->resources = s_dup (w->resources);
+        m->submit_size = w->submit_size;
+        m->ratio = w->ratio;
+    }
+    jm_csub_machines_alloc (sub);
     for (size_t i = 0; i < msg->common.n; i++) {
         const jm_wfile_t *f = &msg->common.v[i];
         jm_wfiles_push (&sub->common, f->path, f->hash, f->size, f->mode);
@@ -1778,6 +2226,19 @@ s_on_submit (coord_t *self, peer_t *peer, jm_msg_t *msg)
     jm_msg_t *reply = jm_msg_new (JM_MSG_SUBMITTED);
     jm_str_set (&reply->sub_id, sub->id);
     reply->total = sub->ntasks;
+    for (size_t i = 0; i < sub->machines.n; i++) {
+        const jm_wmachine_t *m = &sub->machines.v[i];
+        bool served = false;
+        for (site_t *site = zhashx_first (self->sites); site; site = zhashx_next (self->sites))
+            if (site->rid && !site->lost && s_site_serves (site, m))
+                served = true;
+        if (!served) {
+            jm_strs_push (&reply->unserved, m->name);
+            jm_warn ("submission %s: machine entry '%s' (site '%s', host '%s') is served by no "
+                     "connected agent; its work waits for one or goes to the other entries",
+                     sub->id, m->name, m->site, m->host);
+        }
+    }
     s_send (self, peer->rid, &reply);
     s_dispatch (self);
 }
@@ -1890,6 +2351,133 @@ s_on_cancel (coord_t *self, peer_t *peer, jm_msg_t *msg)
     s_queue_ack (self, peer->rid, reply);
 }
 
+static site_t *s_tunnel_site (coord_t *self, const char *name);
+
+static void
+s_site_record (coord_t *self, jm_wsites_t *list, const site_t *site)
+{
+    jm_wsite_t *w = jm_wsites_push (list);
+    w->name = s_dup (site->name);
+    w->state = s_dup (site->rid ? (site->lost ? "lost" : "up") : "gone");
+    w->drained = site->drained;
+    w->scheduler = s_dup (site->scheduler);
+    w->host = s_dup (site->host);
+    w->slots = site->slots;
+    w->max_jobs = site->max_jobs;
+    w->cores = site->cores;
+    w->gpus = site->gpus;
+    w->running = site->running;
+    w->queued = site->queued;
+    w->free_slots = site->free_slots;
+    w->done_1m = site->done_1m;
+    w->wait_ms = site->wait_ms;
+    w->jobs = site->outstanding;
+    if (site->last_seen > 0) {
+        struct timespec ts;
+        clock_gettime (CLOCK_REALTIME, &ts);
+        int64_t wall = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        w->last_seen = (uint64_t)(wall - (jm_now_ms () - site->last_seen));
+    }
+    else
+        w->last_seen = (uint64_t)site->seen_before;
+    const char *tunnel = self->tunnels ? jm_tunnels_state_for (self->tunnels, site->name) : NULL;
+    w->tunnel = s_dup (tunnel ? tunnel : "");
+}
+
+/* The site named name, created (never connected: "gone") if unknown. */
+static site_t *
+s_tunnel_site (coord_t *self, const char *name)
+{
+    site_t *site = (site_t *)zhashx_lookup (self->sites, name);
+    if (!site && s_name_ok (name)) {
+        site = calloc (1, sizeof *site);
+        assert (site);
+        site->name = s_dup (name);
+        site->scheduler = s_dup ("");
+        site->host = s_dup ("");
+        zhashx_insert (self->sites, site->name, site);
+    }
+    return site;
+}
+
+static void
+s_on_site_row (void *arg, const char *name, const char *scheduler, uint64_t slots,
+               const char *host, bool drained, int64_t last_seen)
+{
+    coord_t *self = (coord_t *)arg;
+    site_t *site = s_tunnel_site (self, name);
+    if (!site)
+        return;
+    s_set (&site->scheduler, scheduler);
+    s_set (&site->host, host);
+    site->slots = slots;
+    site->drained = drained;
+    site->seen_before = last_seen * 1000;
+}
+
+static int
+s_site_cmp (const void *a, const void *b)
+{
+    return strcmp ((*(site_t *const *)a)->name, (*(site_t *const *)b)->name);
+}
+
+static void
+s_on_sites (coord_t *self, peer_t *peer, jm_msg_t *msg)
+{
+    jm_msg_t *reply = jm_msg_new (JM_MSG_SITES_REPLY);
+    const char *want = msg->name ? msg->name : "";
+    /* sites a tunnel is kept for appear before their agent ever came */
+    if (self->tunnels)
+        for (size_t i = 0; i < jm_tunnels_size (self->tunnels); i++)
+            s_tunnel_site (self, jm_tunnels_site (self->tunnels, i));
+    size_t n = zhashx_size (self->sites), k = 0;
+    site_t **v = calloc (n ? n : 1, sizeof (site_t *));
+    assert (v);
+    for (site_t *site = zhashx_first (self->sites); site; site = zhashx_next (self->sites))
+        if (!*want || strcmp (want, site->name) == 0)
+            v[k++] = site;
+    qsort (v, k, sizeof v[0], s_site_cmp);
+    for (size_t i = 0; i < k; i++)
+        s_site_record (self, &reply->sites, v[i]);
+    free (v);
+    if (*want && reply->sites.n == 0) {
+        jm_msg_destroy (&reply);
+        s_send_error (self, peer->rid, 4, "no site named '%s'", want);
+        return;
+    }
+    s_send (self, peer->rid, &reply);
+}
+
+static void
+s_on_site_set (coord_t *self, peer_t *peer, jm_msg_t *msg)
+{
+    const char *name = msg->name ? msg->name : "";
+    const char *state = msg->state ? msg->state : "";
+    site_t *site = (site_t *)zhashx_lookup (self->sites, name);
+    if (!site) {
+        s_send_error (self, peer->rid, 4, "no site named '%s'", name);
+        return;
+    }
+    bool drain = strcmp (state, "drained") == 0;
+    if (!drain && strcmp (state, "up") != 0) {
+        s_send_error (self, peer->rid, 5, "SITE_SET: state '%s' is neither 'drained' nor 'up'",
+                      state);
+        return;
+    }
+    if (site->drained != drain) {
+        site->drained = drain;
+        jm_info ("site %s %s", site->name,
+                 drain ? "drained: it gets no new jobs, its running ones finish"
+                       : "resumed: it gets new jobs again");
+        jm_coord_db_site_drained (self->db, site->name, drain);
+    }
+    jm_msg_t *reply = jm_msg_new (JM_MSG_SITES_REPLY);
+    s_site_record (self, &reply->sites, site);
+    s_queue_ack (self, peer->rid, reply);
+    if (!drain)
+        s_dispatch (self);
+}
+
 static void
 s_on_client (coord_t *self, peer_t *peer, jm_msg_t *msg)
 {
@@ -1905,6 +2493,12 @@ s_on_client (coord_t *self, peer_t *peer, jm_msg_t *msg)
         break;
     case JM_MSG_CANCEL:
         s_on_cancel (self, peer, msg);
+        break;
+    case JM_MSG_SITES:
+        s_on_sites (self, peer, msg);
+        break;
+    case JM_MSG_SITE_SET:
+        s_on_site_set (self, peer, msg);
         break;
     case JM_MSG_HEARTBEAT: {
         jm_msg_t *hb = jm_msg_new (JM_MSG_HEARTBEAT);
@@ -2017,13 +2611,19 @@ s_on_hello (coord_t *self, zframe_t *rid, const char *key, zframe_t *body, jm_ms
         s_set (&site->scheduler, msg->scheduler);
         s_set (&site->host, msg->host);
         site->slots = msg->slots;
+        site->max_jobs = msg->max_jobs;
+        site->cores = msg->cores;
+        site->gpus = msg->gpus;
         site->credit = 0;
+        site->promised = 0;
         site->lost = false;
         site->last_seen = jm_now_ms ();
         jm_coord_db_site_upsert (self->db, site->name, site->pubkey, site->scheduler, site->slots,
                                  site->host, "up", time (NULL));
-        jm_info ("site %s connected (key '%s', scheduler %s, %" PRIu64 " slots, host %s)",
-                 site->name, keyname, site->scheduler, site->slots, site->host);
+        jm_info ("site %s connected (key '%s', scheduler %s, %" PRIu64 " slots, %" PRIu64
+                 " max jobs, %" PRIu64 " cores, %" PRIu64 " GPUs, host %s%s)",
+                 site->name, keyname, site->scheduler, site->slots, site->max_jobs, site->cores,
+                 site->gpus, site->host, site->drained ? ", drained" : "");
     }
     else
         jm_debug ("client connected (key '%s')", keyname);
@@ -2033,6 +2633,7 @@ s_on_hello (coord_t *self, zframe_t *rid, const char *key, zframe_t *body, jm_ms
     if (agent) {
         site_t *site = (site_t *)zhashx_lookup (self->sites, msg->name);
         if (site) {
+            s_site_back (self, site);
             s_site_resume_fetches (self, site);
             s_collect_resume (self, site, true);
         }
@@ -2094,6 +2695,8 @@ done:
 static void
 s_end_pass (coord_t *self)
 {
+    if (self->rebalance)
+        s_rebalance (self);
     s_place_flush (self);
     for (jm_ctask_t *t = zlist_pop (self->forget); t; t = zlist_pop (self->forget))
         jm_xfer_forget (self->xfer, t);
@@ -2161,6 +2764,9 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     coord_t *self = (coord_t *)arg;
     int64_t now = jm_now_ms ();
     int64_t limit = 3 * (int64_t)self->cfg->heartbeat_ms;
+    int64_t requeue_after = self->cfg->requeue_after_ms
+                                ? (int64_t)self->cfg->requeue_after_ms
+                                : 10 * (int64_t)self->cfg->heartbeat_ms;
     for (site_t *s = zhashx_first (self->sites); s; s = zhashx_next (self->sites)) {
         if (s->rid && !s->lost && now - s->last_seen > limit) {
             char why[128];
@@ -2168,6 +2774,17 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
             s_site_lost (self, s, why);
         }
     }
+    /* one at a time: requeueing dispatches, which walks the sites */
+    for (;;) {
+        site_t *due = NULL;
+        for (site_t *s = zhashx_first (self->sites); s && !due; s = zhashx_next (self->sites))
+            if (s->lost && !s->requeued && now - s->lost_since >= requeue_after)
+                due = s;
+        if (!due)
+            break;
+        s_site_requeue (self, due);
+    }
+    self->rebalance = true;
     s_collect_timeouts (self);
     /* periodic PROGRESS to every watcher */
     for (peer_t *p = zhashx_first (self->peers); p; p = zhashx_next (self->peers)) {
@@ -2242,6 +2859,7 @@ s_coord_destroy (coord_t **self_p)
          c = zlist_pop (self->collects))
         s_collect_destroy (self, &c);
     zlist_destroy (&self->collects);
+    jm_tunnels_destroy (&self->tunnels);
     zloop_destroy (&self->loop);
     /* the worker first: nothing answers its requests after this */
     if (self->worker)
@@ -2296,6 +2914,7 @@ s_load_state (coord_t *self, char *err, size_t errlen)
                 t->state = JM_TASK_PENDING;
                 s_set (&t->site, "");
                 t->job_id = 0;
+                t->machine = -1;
                 jm_coord_db_task_update (self->db, sub, t);
                 requeued++;
             }
@@ -2336,6 +2955,46 @@ s_connect_endpoint (const char *bind, int port)
     if (port > 0 && strncmp (buf, "tcp://", 6) == 0 && colon && colon > buf + 5)
         snprintf (colon + 1, sizeof buf - (size_t)(colon + 1 - buf), "%d", port);
     return jm_endpoint_for_connect (buf);
+}
+
+/*  One ssh -R tunnel per machine entry of tunnel_machines with a
+    remote_profile: the login node's 127.0.0.1:tunnel_port (default: our
+    port) leads to our bound address. */
+static int
+s_tunnels_start (coord_t *self, const char *bind, int port)
+{
+    char err[2048];
+    char *notices = NULL;
+    jm_machines_t *machines = jm_machines_load (self->cfg->tunnel_machines,
+                                                self->cfg->tunnel_prefix, &notices, err, sizeof err);
+    free (notices); /* the SSH notice does not apply: ssh is what we use here */
+    if (!machines) {
+        jm_error ("%s/config.yml: tunnel_machines: %s", self->home, err);
+        return -1;
+    }
+    /* the host part of the endpoint a local peer connects to */
+    char *ep = s_connect_endpoint (bind, port);
+    char host[512] = "127.0.0.1";
+    if (strncmp (ep, "tcp://", 6) == 0) {
+        const char *h = ep + 6;
+        const char *colon = strrchr (h, ':');
+        if (colon && colon > h)
+            snprintf (host, sizeof host, "%.*s", (int)(colon - h), h);
+    }
+    free (ep);
+    unsigned remote = self->cfg->tunnel_port ? self->cfg->tunnel_port : (unsigned)port;
+    self->tunnels = jm_tunnels_new (self->loop, machines, getenv ("JOBMAN_SSH"), remote, host,
+                                    (unsigned)port, err, sizeof err);
+    jm_machines_destroy (&machines);
+    if (!self->tunnels) {
+        jm_error ("%s/config.yml: tunnel_machines: %s", self->home, err);
+        return -1;
+    }
+    for (size_t i = 0; i < jm_tunnels_size (self->tunnels); i++)
+        s_tunnel_site (self, jm_tunnels_site (self->tunnels, i));
+    jm_info ("keeping %zu ssh tunnels (login node port %u -> %s:%d)",
+             jm_tunnels_size (self->tunnels), remote, host, port);
+    return jm_tunnels_start (self->tunnels) == 0 ? 0 : -1;
 }
 
 static coord_t *
@@ -2475,6 +3134,19 @@ s_coord_new (const char *home, const char *bind_override, int *exit_p)
     zloop_timer (self->loop, self->cfg->heartbeat_ms ? self->cfg->heartbeat_ms : 1000, 0,
                  s_on_heartbeat, self);
     zloop_timer (self->loop, 1000, 0, s_on_allow_timer, self);
+    if (jm_coord_db_sites_load (self->db, s_on_site_row, self) != 0)
+        jm_warn ("cannot read the sites table: %s", jm_db_errmsg (self->db));
+    /* agents started with --bind: this side dials them */
+    for (size_t i = 0; i < self->cfg->nconnect; i++) {
+        if (zsock_connect (self->router, "%s", self->cfg->connect[i]) != 0) {
+            jm_error ("%s/config.yml: connect: cannot connect to %s: %s", home,
+                      self->cfg->connect[i], zmq_strerror (zmq_errno ()));
+            goto fail;
+        }
+        jm_info ("connecting to the agent at %s", self->cfg->connect[i]);
+    }
+    if (self->cfg->tunnel_machines && s_tunnels_start (self, bind, port) != 0)
+        goto fail;
     *exit_p = 0;
     return self;
 fail:

@@ -74,8 +74,31 @@ jm_csub_new (const char *id, int64_t created, const char *work_base, uint64_t gr
         self->tasks[i].sub = self;
         self->tasks[i].idx = (uint32_t)i;
         self->tasks[i].state = JM_TASK_PENDING;
+        self->tasks[i].machine = -1;
     }
     return self;
+}
+
+bool
+jm_ctask_state_out (jm_task_state_t state)
+{
+    return state == JM_TASK_STAGING || state == JM_TASK_QUEUED || state == JM_TASK_RUNNING;
+}
+
+void
+jm_csub_machines_alloc (jm_csub_t *self)
+{
+    free (self->m_assigned);
+    free (self->m_out);
+    free (self->m_cpu);
+    free (self->m_gpu);
+    size_t n = self->machines.n + 1;
+    self->m_assigned = calloc (n, sizeof (size_t));
+    self->m_out = calloc (n, sizeof (size_t));
+    self->m_cpu = calloc (n, sizeof (uint64_t));
+    self->m_gpu = calloc (n, sizeof (uint64_t));
+    assert (self->m_assigned && self->m_out && self->m_cpu && self->m_gpu);
+    self->need_known = false;
 }
 
 void
@@ -110,6 +133,20 @@ jm_csub_destroy (jm_csub_t **self_p)
         jm_ctask_results_clear (t);
     }
     free (self->tasks);
+    for (size_t i = 0; i < self->machines.n; i++) {
+        jm_wmachine_t *m = &self->machines.v[i];
+        free (m->name);
+        free (m->site);
+        free (m->host);
+        free (m->command);
+        free (m->root);
+        free (m->resources);
+    }
+    free (self->machines.v);
+    free (self->m_assigned);
+    free (self->m_out);
+    free (self->m_cpu);
+    free (self->m_gpu);
     jm_wfiles_clear (&self->common);
     jm_strs_clear (&self->backward_common);
     free (self->pending);
@@ -126,6 +163,18 @@ jm_csub_recount (jm_csub_t *self)
     memset (self->counts, 0, sizeof self->counts);
     for (size_t i = 0; i < self->ntasks; i++)
         self->counts[self->tasks[i].state]++;
+    if (!self->m_assigned)
+        jm_csub_machines_alloc (self);
+    for (size_t m = 0; m < self->machines.n; m++)
+        self->m_assigned[m] = self->m_out[m] = 0;
+    for (size_t i = 0; i < self->ntasks; i++) {
+        const jm_ctask_t *t = &self->tasks[i];
+        if (t->machine < 0 || (size_t)t->machine >= self->machines.n)
+            continue;
+        self->m_assigned[t->machine]++;
+        if (jm_ctask_state_out (t->state))
+            self->m_out[t->machine]++;
+    }
 }
 
 void
@@ -209,23 +258,44 @@ static const char *s_schema =
     "  sub_id TEXT NOT NULL, idx INTEGER NOT NULL, path TEXT NOT NULL,"
     "  hash TEXT NOT NULL, size INTEGER NOT NULL, mode INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS task_results_sub ON task_results (sub_id, idx);"
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);";
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+    /* machine entries of a submission (thkit MACHINE.yml / machine.json) */
+    "CREATE TABLE IF NOT EXISTS sub_machines ("
+    "  sub_id TEXT NOT NULL, idx INTEGER NOT NULL, name TEXT NOT NULL, site TEXT NOT NULL,"
+    "  host TEXT NOT NULL, command TEXT NOT NULL, root TEXT NOT NULL, resources TEXT NOT NULL,"
+    "  submit_size INTEGER NOT NULL, ratio INTEGER NOT NULL, PRIMARY KEY (sub_id, idx));";
 
-/* submissions.resources came within schema version 1: a database made
-   before it gets the column (with "" = default resources). */
+/* Columns that came within schema version 1: a database made before
+   gets them with their defaults ("" = default resources, not
+   speculative, no machine entry, not drained). */
 static int
-s_add_resources_column (jm_db_t *db, char *err, size_t errlen)
+s_add_column (jm_db_t *db, const char *table, const char *column, const char *decl, char *err,
+              size_t errlen)
 {
-    sqlite3_stmt *st = jm_db_stmt (db, "SELECT count(*) FROM pragma_table_info('submissions') "
-                                       "WHERE name = 'resources'");
+    char sql[512];
+    snprintf (sql, sizeof sql, "SELECT count(*) FROM pragma_table_info('%s') WHERE name = '%s'",
+              table, column);
+    sqlite3_stmt *st = jm_db_stmt (db, sql);
     if (!st || sqlite3_step (st) != SQLITE_ROW)
-        return jm_err (err, errlen, "cannot read the submissions table: %s", jm_db_errmsg (db));
+        return jm_err (err, errlen, "cannot read the %s table: %s", table, jm_db_errmsg (db));
     int have = sqlite3_column_int (st, 0);
     sqlite3_reset (st);
     if (have)
         return 0;
-    return jm_db_exec (db, "ALTER TABLE submissions ADD COLUMN resources TEXT NOT NULL DEFAULT ''",
-                       err, errlen);
+    snprintf (sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s %s", table, column, decl);
+    return jm_db_exec (db, sql, err, errlen);
+}
+
+static int
+s_add_columns (jm_db_t *db, char *err, size_t errlen)
+{
+    if (s_add_column (db, "submissions", "resources", "TEXT NOT NULL DEFAULT ''", err, errlen) ||
+        s_add_column (db, "submissions", "speculative", "INTEGER NOT NULL DEFAULT 0", err,
+                      errlen) ||
+        s_add_column (db, "tasks", "machine", "INTEGER NOT NULL DEFAULT -1", err, errlen) ||
+        s_add_column (db, "sites", "drained", "INTEGER NOT NULL DEFAULT 0", err, errlen))
+        return -1;
+    return 0;
 }
 
 int
@@ -246,7 +316,7 @@ jm_coord_db_init (jm_db_t *db, char *err, size_t errlen)
         return -1;
     char sql[64];
     snprintf (sql, sizeof sql, "PRAGMA user_version=%d", JM_COORD_SCHEMA_VERSION);
-    if (jm_db_exec (db, s_schema, err, errlen) || s_add_resources_column (db, err, errlen) ||
+    if (jm_db_exec (db, s_schema, err, errlen) || s_add_columns (db, err, errlen) ||
         jm_db_exec (db, sql, err, errlen)) {
         if (!was_in_tx)
             jm_db_exec (db, "ROLLBACK", NULL, 0);
@@ -317,7 +387,7 @@ jm_coord_db_insert_sub (jm_db_t *db, const jm_csub_t *sub, char *err, size_t err
         return jm_err (err, errlen, "cannot begin a transaction: %s", jm_db_errmsg (db));
     sqlite3_stmt *st = jm_db_stmt (db, "INSERT INTO submissions (id, created, work_base, "
                                        "group_size, para_deg, state, total, bytes_sent, "
-                                       "resources) VALUES (?,?,?,?,?,?,?,?,?)");
+                                       "resources, speculative) VALUES (?,?,?,?,?,?,?,?,?,?)");
     if (!st)
         return jm_err (err, errlen, "cannot prepare: %s", jm_db_errmsg (db));
     BIND_TEXT (st, 1, sub->id);
@@ -329,8 +399,29 @@ jm_coord_db_insert_sub (jm_db_t *db, const jm_csub_t *sub, char *err, size_t err
     sqlite3_bind_int64 (st, 7, (int64_t)sub->ntasks);
     sqlite3_bind_int64 (st, 8, (int64_t)sub->bytes_sent);
     BIND_TEXT (st, 9, sub->resources);
+    sqlite3_bind_int (st, 10, sub->speculative ? 1 : 0);
     if (s_step_done (db, st, err, errlen, "submission"))
         return -1;
+
+    st = jm_db_stmt (db, "INSERT INTO sub_machines (sub_id, idx, name, site, host, command, root, "
+                         "resources, submit_size, ratio) VALUES (?,?,?,?,?,?,?,?,?,?)");
+    if (!st)
+        return jm_err (err, errlen, "cannot prepare: %s", jm_db_errmsg (db));
+    for (size_t i = 0; i < sub->machines.n; i++) {
+        const jm_wmachine_t *m = &sub->machines.v[i];
+        BIND_TEXT (st, 1, sub->id);
+        sqlite3_bind_int64 (st, 2, (int64_t)i);
+        BIND_TEXT (st, 3, m->name);
+        BIND_TEXT (st, 4, m->site);
+        BIND_TEXT (st, 5, m->host);
+        BIND_TEXT (st, 6, m->command);
+        BIND_TEXT (st, 7, m->root);
+        BIND_TEXT (st, 8, m->resources);
+        sqlite3_bind_int64 (st, 9, (int64_t)m->submit_size);
+        sqlite3_bind_int64 (st, 10, (int64_t)m->ratio);
+        if (s_step_done (db, st, err, errlen, "machine entry"))
+            return -1;
+    }
 
     st = jm_db_stmt (db, "INSERT INTO common_files (sub_id, path, hash, size, mode) "
                          "VALUES (?,?,?,?,?)");
@@ -357,7 +448,7 @@ jm_coord_db_insert_sub (jm_db_t *db, const jm_csub_t *sub, char *err, size_t err
     }
     sqlite3_stmt *ts = jm_db_stmt (db, "INSERT INTO tasks (sub_id, idx, path, command, outlog, "
                                        "errlog, backward, state, exit_code, reason, site, "
-                                       "job_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)");
+                                       "job_id, machine) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)");
     sqlite3_stmt *fs = jm_db_stmt (db, "INSERT INTO task_files (sub_id, idx, path, hash, size, "
                                        "mode) VALUES (?,?,?,?,?,?)");
     if (!ts || !fs)
@@ -379,6 +470,7 @@ jm_coord_db_insert_sub (jm_db_t *db, const jm_csub_t *sub, char *err, size_t err
         BIND_TEXT (ts, 10, t->reason);
         BIND_TEXT (ts, 11, t->site);
         sqlite3_bind_int64 (ts, 12, (int64_t)t->job_id);
+        sqlite3_bind_int (ts, 13, t->machine);
         int rc = s_step_done (db, ts, err, errlen, "task");
         free (backward);
         if (rc)
@@ -409,8 +501,8 @@ int
 jm_coord_db_load (jm_db_t *db, zlist_t *list, char *err, size_t errlen)
 {
     sqlite3_stmt *ss = jm_db_stmt (db, "SELECT id, created, work_base, group_size, para_deg, "
-                                       "state, total, bytes_sent, resources FROM submissions "
-                                       "ORDER BY created, rowid");
+                                       "state, total, bytes_sent, resources, speculative "
+                                       "FROM submissions ORDER BY created, rowid");
     if (!ss)
         return jm_err (err, errlen, "cannot read submissions: %s", jm_db_errmsg (db));
     int rc;
@@ -427,6 +519,7 @@ jm_coord_db_load (jm_db_t *db, zlist_t *list, char *err, size_t errlen)
         sub->bytes_sent = (uint64_t)sqlite3_column_int64 (ss, 7);
         free (sub->resources);
         sub->resources = s_dup (s_col (ss, 8));
+        sub->speculative = sqlite3_column_int (ss, 9) != 0;
         zlist_append (subs, sub);
     }
     sqlite3_reset (ss);
@@ -435,9 +528,30 @@ jm_coord_db_load (jm_db_t *db, zlist_t *list, char *err, size_t errlen)
         goto fail;
     }
     for (jm_csub_t *sub = zlist_first (subs); sub; sub = zlist_next (subs)) {
-        sqlite3_stmt *ts = jm_db_stmt (db, "SELECT idx, path, command, outlog, errlog, backward, "
-                                           "state, exit_code, reason, site, job_id FROM tasks "
+        sqlite3_stmt *ms = jm_db_stmt (db, "SELECT name, site, host, command, root, resources, "
+                                           "submit_size, ratio FROM sub_machines "
                                            "WHERE sub_id = ? ORDER BY idx");
+        if (!ms)
+            goto fail_db;
+        BIND_TEXT (ms, 1, sub->id);
+        while ((rc = sqlite3_step (ms)) == SQLITE_ROW) {
+            jm_wmachine_t *m = jm_wmachines_push (&sub->machines);
+            m->name = s_dup (s_col (ms, 0));
+            m->site = s_dup (s_col (ms, 1));
+            m->host = s_dup (s_col (ms, 2));
+            m->command = s_dup (s_col (ms, 3));
+            m->root = s_dup (s_col (ms, 4));
+            m->resources = s_dup (s_col (ms, 5));
+            m->submit_size = (uint64_t)sqlite3_column_int64 (ms, 6);
+            m->ratio = (uint64_t)sqlite3_column_int64 (ms, 7);
+        }
+        sqlite3_reset (ms);
+        if (rc != SQLITE_DONE)
+            goto fail_db;
+        jm_csub_machines_alloc (sub);
+        sqlite3_stmt *ts = jm_db_stmt (db, "SELECT idx, path, command, outlog, errlog, backward, "
+                                           "state, exit_code, reason, site, job_id, machine "
+                                           "FROM tasks WHERE sub_id = ? ORDER BY idx");
         if (!ts)
             goto fail_db;
         BIND_TEXT (ts, 1, sub->id);
@@ -460,6 +574,8 @@ jm_coord_db_load (jm_db_t *db, zlist_t *list, char *err, size_t errlen)
             t->reason = s_dup (s_col (ts, 8));
             t->site = s_dup (s_col (ts, 9));
             t->job_id = (uint64_t)sqlite3_column_int64 (ts, 10);
+            int64_t m = sqlite3_column_int64 (ts, 11);
+            t->machine = m >= 0 && (uint64_t)m < sub->machines.n ? (int32_t)m : -1;
         }
         sqlite3_reset (ts);
         if (rc != SQLITE_DONE)
@@ -569,7 +685,8 @@ jm_coord_db_task_update (jm_db_t *db, const jm_csub_t *sub, const jm_ctask_t *ta
     if (jm_db_begin (db))
         return -1;
     sqlite3_stmt *st = jm_db_stmt (db, "UPDATE tasks SET state = ?, exit_code = ?, reason = ?, "
-                                       "site = ?, job_id = ? WHERE sub_id = ? AND idx = ?");
+                                       "site = ?, job_id = ?, machine = ? "
+                                       "WHERE sub_id = ? AND idx = ?");
     if (!st)
         return -1;
     BIND_TEXT (st, 1, jm_task_state_name (task->state));
@@ -577,8 +694,9 @@ jm_coord_db_task_update (jm_db_t *db, const jm_csub_t *sub, const jm_ctask_t *ta
     BIND_TEXT (st, 3, task->reason);
     BIND_TEXT (st, 4, task->site);
     sqlite3_bind_int64 (st, 5, (int64_t)task->job_id);
-    BIND_TEXT (st, 6, sub->id);
-    sqlite3_bind_int64 (st, 7, task->idx);
+    sqlite3_bind_int (st, 6, task->machine);
+    BIND_TEXT (st, 7, sub->id);
+    sqlite3_bind_int64 (st, 8, task->idx);
     return s_write (db, st, "task state");
 }
 
@@ -753,4 +871,35 @@ jm_coord_db_site_state (jm_db_t *db, const char *name, const char *state, int64_
     sqlite3_bind_int64 (st, 2, last_seen);
     BIND_TEXT (st, 3, name);
     return s_write (db, st, "site state");
+}
+
+int
+jm_coord_db_site_drained (jm_db_t *db, const char *name, bool drained)
+{
+    if (jm_db_begin (db))
+        return -1;
+    sqlite3_stmt *st = jm_db_stmt (
+        db, "INSERT INTO sites (name, pubkey, scheduler, slots, host, state, last_seen, drained) "
+            "VALUES (?, '', '', 0, '', 'gone', 0, ?) "
+            "ON CONFLICT (name) DO UPDATE SET drained = excluded.drained");
+    if (!st)
+        return -1;
+    BIND_TEXT (st, 1, name);
+    sqlite3_bind_int (st, 2, drained ? 1 : 0);
+    return s_write (db, st, "site drained");
+}
+
+int
+jm_coord_db_sites_load (jm_db_t *db, jm_coord_db_site_fn *fn, void *arg)
+{
+    sqlite3_stmt *st = jm_db_stmt (db, "SELECT name, scheduler, slots, host, drained, last_seen "
+                                       "FROM sites ORDER BY name");
+    if (!st)
+        return -1;
+    int rc;
+    while ((rc = sqlite3_step (st)) == SQLITE_ROW)
+        fn (arg, s_col (st, 0), s_col (st, 1), (uint64_t)sqlite3_column_int64 (st, 2),
+            s_col (st, 3), sqlite3_column_int (st, 4) != 0, sqlite3_column_int64 (st, 5));
+    sqlite3_reset (st);
+    return rc == SQLITE_DONE ? 0 : -1;
 }

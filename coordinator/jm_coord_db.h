@@ -40,6 +40,9 @@ typedef struct {
     size_t results_left;    /* results not yet done */
     size_t results_waiting; /* of those, waiting for the site */
     bool results_stored;    /* task_results holds rows for this task */
+    int32_t machine;        /* index of the machine entry it was sent to, -1 none */
+    /* speculative copy: the job (and site) the task also runs in, 0 none */
+    uint64_t alt_job_id;
 } jm_ctask_t;
 
 typedef enum { JM_SUB_ACTIVE, JM_SUB_DONE, JM_SUB_FAILED, JM_SUB_CANCELLED } jm_sub_state_t;
@@ -63,6 +66,17 @@ struct _jm_csub_t {
     size_t pend_head, pend_tail, pend_cap;
     bool bytes_dirty;    /* bytes_sent needs writing */
     bool progress_dirty; /* watchers need a PROGRESS */
+    /* machine entries (SUBMIT.machines; none = any site) */
+    jm_wmachines_t machines;
+    bool speculative;
+    /* run time, per machine entry: tasks assigned to it (machine == i)
+       and of those, tasks out at the site (STAGING/QUEUED/RUNNING) */
+    size_t *m_assigned;
+    size_t *m_out;
+    /* run time: cores and GPUs one job asks for, per entry (index
+       machines.n: the submission's own resources); valid once need_known */
+    uint64_t *m_cpu, *m_gpu;
+    bool need_known;
 };
 
 /* "ACTIVE", ... / parse (-1 if unknown). */
@@ -73,8 +87,13 @@ int jm_sub_state_from_name (const char *name);
 jm_csub_t *jm_csub_new (const char *id, int64_t created, const char *work_base, uint64_t group_size,
                         uint64_t para_deg, size_t ntasks);
 void jm_csub_destroy (jm_csub_t **self_p);
-/* Recount counts[] from the tasks' states. */
+/* Recount counts[] (and the per-machine counters) from the tasks. */
 void jm_csub_recount (jm_csub_t *self);
+/* Per-machine counters for machines.n entries (call after setting
+   machines; jm_csub_recount fills them). */
+void jm_csub_machines_alloc (jm_csub_t *self);
+/* A task state that holds a slot at a site. */
+bool jm_ctask_state_out (jm_task_state_t state);
 /* Pending FIFO. */
 void jm_csub_pending_push (jm_csub_t *self, uint32_t idx);
 /* Next PENDING task index (skipping stale entries) or -1. */
@@ -120,5 +139,12 @@ int jm_coord_db_site_upsert (jm_db_t *db, const char *name, const char *pubkey,
                              const char *scheduler, uint64_t slots, const char *host,
                              const char *state, int64_t last_seen);
 int jm_coord_db_site_state (jm_db_t *db, const char *name, const char *state, int64_t last_seen);
+int jm_coord_db_site_drained (jm_db_t *db, const char *name, bool drained);
+/* Every recorded site: calls fn (arg, name, scheduler, slots, host,
+   drained, last_seen) per row.  0 or -1. */
+typedef void (jm_coord_db_site_fn) (void *arg, const char *name, const char *scheduler,
+                                    uint64_t slots, const char *host, bool drained,
+                                    int64_t last_seen);
+int jm_coord_db_sites_load (jm_db_t *db, jm_coord_db_site_fn *fn, void *arg);
 
 #endif
