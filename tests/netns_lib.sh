@@ -16,6 +16,9 @@
 #                        execs CMD: '$!' of 'netns_exec NAME CMD &' is
 #                        CMD's own PID)
 #   netns_pids NAME      PIDs of every process inside NAME's namespace
+#   netns_on_exit CMD    run CMD (one word: a function) at exit, after
+#                        the recorded PIDs were killed and before the
+#                        network goes (e.g. cancel leftover batch jobs)
 #   netns_kill NAME [SIG]    signal (default KILL) every process inside
 #                        NAME's namespace, by PID, and wait until they are
 #                        gone (at most 5 s); returns 1 if some survived
@@ -40,6 +43,7 @@ NETNS_NAMES=()           # our namespaces (full names), for cleanup
 NETNS_VETHS=()           # host ends of our veths, for cleanup
 NETNS_NEXT=2             # next host number on the bridge's /24
 NETNS_BR_MADE=0
+NETNS_EXIT_HOOKS=()      # netns_on_exit
 
 # Probe: a throw-away namespace with lo up (fails in containers without
 # CAP_SYS_ADMIN or without /var/run/netns support).
@@ -82,6 +86,8 @@ _netns_exit() {
     local rc=$?
     trap - EXIT
     _jm_kill_all
+    local h
+    for h in "${NETNS_EXIT_HOOKS[@]}"; do "$h" || true; done
     _netns_cleanup
     (exit $rc)
     _jm_cleanup
@@ -109,6 +115,8 @@ NETNS_BR_MADE=1
 ip addr add "$NETNS_HOST_IP/24" dev "$NETNS_BR" || fail "cannot give $NETNS_BR $NETNS_HOST_IP/24"
 ip link set "$NETNS_BR" up || fail "cannot bring $NETNS_BR up"
 echo "netns: bridge $NETNS_BR at $NETNS_HOST_IP/24"
+
+netns_on_exit() { NETNS_EXIT_HOOKS+=("$1"); }
 
 netns_name() { echo "${NETNS_TAG}_$1"; }
 
