@@ -59,6 +59,7 @@ typedef struct {
    fidx). */
 typedef struct {
     bool place;
+    char *base;          /* the root its items are relative to (owned) */
     jm_msg_t *collected; /* a COLLECTED waiting for the import (else NULL) */
     char *creason;       /* its reason so far, malloc'ed */
     uint64_t job_id;
@@ -88,8 +89,23 @@ typedef struct {
     jm_wfiles_t rewant; /* files whose fetch the lost connection broke:
                            wanted again after the next WELCOME */
     bool *ended;        /* per task index */
+    bool *started;      /* per task index: TASK_START seen */
     zhashx_t *index;    /* "task_id" -> task index + 1 */
+    char *root;         /* the job's root (canonical; owned) */
+    int rootfd;         /* open on root, or -1 */
+    int64_t submit_ms;  /* when it was handed to the scheduler */
+    bool withdrawing;   /* the backend is withdrawing it */
 } s_job_t;
+
+#define S_WAITS 50    /* queue waits kept for the median */
+#define S_RECENT 1000 /* task ends whose result files the cache keeps */
+
+/* The result files of one TASK_END (or COLLECTED): kept in the cache
+   while the coordinator may still fetch them. */
+typedef struct {
+    char **h;
+    size_t n;
+} s_recent_t;
 
 struct _s_agent_t {
     const jm_agent_config_t *cfg;
@@ -106,6 +122,19 @@ struct _s_agent_t {
     s_req_t *batch; /* imports collected in this event callback */
     char root[PATH_MAX];
     int rootfd;
+    const char *ep; /* the endpoint, for messages */
+    char **allow;   /* canonical --allow-root dirs */
+    size_t nallow;
+    zhashx_t *sub_roots; /* sub_id -> root of its work base (strings) */
+    size_t cores;
+    int64_t *done; /* times of task ends (ms), done[done_lo..done_hi) */
+    size_t done_lo, done_hi, done_cap;
+    uint64_t waits[S_WAITS]; /* submit-to-first-start times (ms) */
+    size_t nwaits, wait_pos;
+    s_recent_t recent[S_RECENT];
+    size_t recent_pos;
+    bool hello_unsent; /* bind mode: no coordinator to say HELLO to yet */
+    bool trim_due;     /* a job ended since the last cache trim */
     char host[256];
     size_t slots;
     uint64_t hb_ms;
@@ -127,7 +156,7 @@ s_send (s_agent_t *self, jm_msg_t *msg)
 {
     const char *name = jm_msg_name (msg->id);
     if (jm_msg_send (&msg, self->dealer, NULL) != 0)
-        jm_warn ("cannot send %s to the coordinator %s", name, self->cfg->coordinator);
+        jm_warn ("cannot send %s to the coordinator %s", name, self->ep);
 }
 
 static int
@@ -184,9 +213,113 @@ s_hello (s_agent_t *self)
     jm_str_set (&m->scheduler, self->backend->name);
     m->slots = self->slots;
     jm_str_set (&m->host, self->host);
-    s_send (self, m);
-    self->hello_pending++;
+    m->max_jobs = self->slots;
+    m->cores = self->cores;
+    m->gpus = self->cfg->gpus;
     self->last_hello = jm_now_ms ();
+    if (jm_msg_send (&m, self->dealer, NULL) != 0) {
+        /* bind mode before the coordinator connected: try again at the
+           next heartbeat tick */
+        jm_debug ("cannot send HELLO yet (%s)", zmq_strerror (zmq_errno ()));
+        jm_msg_destroy (&m);
+        self->hello_unsent = true;
+        return;
+    }
+    self->hello_unsent = false;
+    self->hello_pending++;
+}
+
+/* ------------------------------------------------------------------ */
+/* Live figures (LOAD) */
+
+static void
+s_note_task_end (s_agent_t *self)
+{
+    int64_t now = jm_now_ms ();
+    while (self->done_lo < self->done_hi && self->done[self->done_lo] < now - 60000)
+        self->done_lo++;
+    if (self->done_hi == self->done_cap) {
+        size_t n = self->done_hi - self->done_lo;
+        if (self->done_lo > 0)
+            memmove (self->done, self->done + self->done_lo, n * sizeof *self->done);
+        self->done_lo = 0;
+        self->done_hi = n;
+        if (n == self->done_cap) {
+            self->done_cap = self->done_cap ? 2 * self->done_cap : 256;
+            self->done = realloc (self->done, self->done_cap * sizeof *self->done);
+            assert (self->done);
+        }
+    }
+    self->done[self->done_hi++] = now;
+}
+
+static void
+s_note_wait (s_agent_t *self, int64_t ms)
+{
+    self->waits[self->wait_pos] = ms > 0 ? (uint64_t)ms : 0;
+    self->wait_pos = (self->wait_pos + 1) % S_WAITS;
+    if (self->nwaits < S_WAITS)
+        self->nwaits++;
+}
+
+static int
+s_u64_cmp (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static size_t s_free_slots (s_agent_t *self);
+
+static void
+s_send_load (s_agent_t *self)
+{
+    jm_msg_t *m = jm_msg_new (JM_MSG_LOAD);
+    for (s_job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs)) {
+        bool any = false;
+        for (size_t i = 0; i < job->msg->tasks.n; i++) {
+            any = any || job->started[i];
+            if (job->started[i] && !job->ended[i])
+                m->running++;
+        }
+        if (!any && !job->over)
+            m->queued++;
+    }
+    m->free_slots = s_free_slots (self);
+    int64_t now = jm_now_ms ();
+    while (self->done_lo < self->done_hi && self->done[self->done_lo] < now - 60000)
+        self->done_lo++;
+    m->done_1m = self->done_hi - self->done_lo;
+    if (self->nwaits) {
+        uint64_t w[S_WAITS];
+        memcpy (w, self->waits, self->nwaits * sizeof *w);
+        qsort (w, self->nwaits, sizeof *w, s_u64_cmp);
+        m->wait_ms = self->nwaits % 2 ? w[self->nwaits / 2]
+                                      : (w[self->nwaits / 2 - 1] + w[self->nwaits / 2]) / 2;
+    }
+    s_send (self, m);
+}
+
+/* Remembers the result files of a task end (msg's files) for the cache. */
+static void
+s_note_results (s_agent_t *self, const jm_wfiles_t *files)
+{
+    s_recent_t *r = &self->recent[self->recent_pos];
+    self->recent_pos = (self->recent_pos + 1) % S_RECENT;
+    for (size_t i = 0; i < r->n; i++)
+        free (r->h[i]);
+    free (r->h);
+    r->h = NULL;
+    r->n = 0;
+    if (!files->n)
+        return;
+    r->h = calloc (files->n, sizeof *r->h);
+    assert (r->h);
+    for (size_t i = 0; i < files->n; i++) {
+        r->h[i] = strdup (files->v[i].hash);
+        assert (r->h[i]);
+    }
+    r->n = files->n;
 }
 
 /* ------------------------------------------------------------------ */
@@ -223,6 +356,7 @@ s_job_destroy (s_job_t **job_p)
     if (!job)
         return;
     s_agent_t *self = job->agent;
+    self->trim_due = true;
     if (job->pending > 0)
         jm_xfer_forget (self->xfer, job);
     char key[32];
@@ -231,6 +365,10 @@ s_job_destroy (s_job_t **job_p)
     s_wfiles_free (&job->rewant);
     zhashx_destroy (&job->index);
     free (job->ended);
+    free (job->started);
+    free (job->root);
+    if (job->rootfd >= 0)
+        close (job->rootfd);
     free (job->fail);
     free (job);
     *job_p = NULL;
@@ -344,10 +482,12 @@ s_describe_hash (s_job_t *job, const char *hash, char *buf, size_t len)
 /* Worker requests */
 
 static s_req_t *
-s_req_new (bool place, uint64_t job_id)
+s_req_new (bool place, uint64_t job_id, const char *base)
 {
     s_req_t *req = calloc (1, sizeof *req);
     assert (req);
+    req->base = strdup (base);
+    assert (req->base);
     req->place = place;
     req->job_id = job_id;
     req->strings = zlist_new ();
@@ -369,6 +509,7 @@ s_req_destroy (s_req_t **req_p)
     free (req->creason);
     free (req->items);
     free (req->what);
+    free (req->base);
     zlist_destroy (&req->strings);
     free (req);
     *req_p = NULL;
@@ -416,7 +557,7 @@ s_job_submit (s_job_t *job)
     jm_msg_t *m = job->msg;
     char err[1024], reason[S_REASON_MAX];
     char wb[PATH_MAX + 80], jobdir[PATH_MAX + 80];
-    snprintf (wb, sizeof wb, "%s/%s", self->root, m->sub_id);
+    snprintf (wb, sizeof wb, "%s/%s", job->root, m->sub_id);
     snprintf (jobdir, sizeof jobdir, "%s/.jobman/jobs/%" PRIu64, self->root, job->id);
     if (jm_mkdirs (jobdir, 0700, err, sizeof err)) {
         snprintf (reason, sizeof reason, "cannot create the job directory: %s", err);
@@ -449,6 +590,7 @@ s_job_submit (s_job_t *job)
         return;
     }
     job->submitted = true;
+    job->submit_ms = jm_now_ms ();
     s_job_state (self, job->id, "QUEUED", "");
 }
 
@@ -466,16 +608,16 @@ s_job_launch (s_job_t *job)
         return;
     }
     char err[1024], reason[S_REASON_MAX];
-    int wbfd = jm_path_mkdirs_beneath (self->rootfd, m->sub_id, err, sizeof err);
+    int wbfd = jm_path_mkdirs_beneath (job->rootfd, m->sub_id, err, sizeof err);
     if (wbfd < 0) {
         snprintf (reason, sizeof reason, "cannot create the work base: %s", err);
         s_job_fail (job, reason);
         return;
     }
-    s_req_t *req = s_req_new (true, job->id);
+    s_req_t *req = s_req_new (true, job->id, job->root);
     for (size_t i = 0; i < m->common.n; i++) {
         const jm_wfile_t *f = &m->common.v[i];
-        char *key = zsys_sprintf ("%s\n%s", m->sub_id, f->path);
+        char *key = zsys_sprintf ("%s\n%s\n%s", job->root, m->sub_id, f->path);
         const char *have = zhashx_lookup (self->placed, key);
         zstr_free (&key);
         if (have && strcmp (have, f->hash) == 0)
@@ -518,7 +660,7 @@ s_job_launch (s_job_t *job)
         s_job_submit (job);
         return;
     }
-    uint64_t id = jm_worker_place (self->worker, self->root, req->items, req->n);
+    uint64_t id = jm_worker_place (self->worker, job->root, req->items, req->n);
     if (id == 0) {
         s_req_destroy (&req);
         s_job_fail (job, "cannot place the job's files: the agent's file worker has stopped");
@@ -563,7 +705,7 @@ s_place_done (s_agent_t *self, s_req_t *req, const jm_worker_reply_t *reply, con
     for (size_t i = 0; i < req->n; i++)
         if (req->what[i].tidx < 0) {
             const jm_wfile_t *f = &m->common.v[req->what[i].fidx];
-            char *key = zsys_sprintf ("%s\n%s", m->sub_id, f->path);
+            char *key = zsys_sprintf ("%s\n%s\n%s", job->root, m->sub_id, f->path);
             zhashx_update (self->placed, key, (void *)f->hash);
             zstr_free (&key);
         }
@@ -605,14 +747,115 @@ s_xfer_done (void *arg, const char *peer, const char *hash, int ok, const char *
 static void
 s_want (s_job_t *job, zhashx_t *seen, const jm_wfile_t *f)
 {
-    if (zhashx_lookup (seen, f->hash) || jm_store_has (job->agent->store, f->hash))
+    if (zhashx_lookup (seen, f->hash))
         return;
+    if (jm_store_has (job->agent->store, f->hash)) {
+        jm_store_touch (job->agent->store, f->hash); /* used now: LRU order */
+        return;
+    }
     zhashx_insert (seen, f->hash, (void *)1);
     job->pending++;
     if (jm_xfer_want (job->agent->xfer, S_PEER, f->hash, f->size, job->id, job) < 0) {
         job->pending--;
         s_job_set_fail (job, "file '%s': invalid hash '%s'", f->path, f->hash);
     }
+}
+
+/* ------------------------------------------------------------------ */
+/* Roots */
+
+/* Is path (canonical) dir or below it? */
+static bool
+s_is_under (const char *path, const char *dir)
+{
+    size_t n = strlen (dir);
+    if (n == 1 && dir[0] == '/')
+        return path[0] == '/';
+    return strncmp (path, dir, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
+/*  Canonical form of the absolute path, which may not exist yet: the
+    realpath of its longest existing prefix + the rest.  '.' and empty
+    components are dropped; '..' is refused.  0, or -1 + err. */
+static int
+s_canon (const char *path, char *out, size_t outlen, char *err, size_t errlen)
+{
+    if (path[0] != '/')
+        return jm_err (err, errlen, "root '%s' is not an absolute path", path);
+    if (strlen (path) >= PATH_MAX)
+        return jm_err (err, errlen, "root '%.100s...' is too long", path);
+    char buf[PATH_MAX];
+    snprintf (buf, sizeof buf, "%s", path);
+    char *comp[PATH_MAX / 2];
+    size_t n = 0;
+    for (char *save = NULL, *c = strtok_r (buf, "/", &save); c; c = strtok_r (NULL, "/", &save)) {
+        if (strcmp (c, ".") == 0)
+            continue;
+        if (strcmp (c, "..") == 0)
+            return jm_err (err, errlen, "root '%s' has a '..' component", path);
+        comp[n++] = c;
+    }
+    char prefix[PATH_MAX], real[PATH_MAX];
+    size_t k = n;
+    for (;; k--) {
+        size_t len = 0;
+        prefix[0] = 0;
+        for (size_t i = 0; i < k; i++)
+            len += (size_t)snprintf (prefix + len, sizeof prefix - len, "/%s", comp[i]);
+        if (realpath (k ? prefix : "/", real))
+            break;
+        if (errno != ENOENT)
+            return jm_err (err, errlen, "root '%s': cannot resolve '%s': %s", path,
+                           k ? prefix : "/", strerror (errno));
+        if (k == 0)
+            return jm_err (err, errlen, "root '%s': cannot resolve '/'", path);
+    }
+    size_t len = (size_t)snprintf (out, outlen, "%s", strcmp (real, "/") == 0 ? "" : real);
+    for (size_t i = k; i < n && len < outlen; i++)
+        len += (size_t)snprintf (out + len, outlen - len, "/%s", comp[i]);
+    if (len == 0)
+        snprintf (out, outlen, "/");
+    if (len >= outlen)
+        return jm_err (err, errlen, "root '%.100s...' is too long", path);
+    return 0;
+}
+
+static bool
+s_root_allowed (s_agent_t *self, const char *canon)
+{
+    if (s_is_under (canon, self->root))
+        return true;
+    for (size_t i = 0; i < self->nallow; i++)
+        if (s_is_under (canon, self->allow[i]))
+            return true;
+    return false;
+}
+
+/*  The job's root: "" = --root; else it must be --root, below it, or at or
+    below an --allow-root dir (on canonical paths); created only then.
+    0 + out, or -1 + err (the reason the job fails with). */
+static int
+s_job_root (s_agent_t *self, const char *want, char *out, size_t outlen, char *err, size_t errlen)
+{
+    if (!want || !*want) {
+        snprintf (out, outlen, "%s", self->root);
+        return 0;
+    }
+    char canon[PATH_MAX];
+    if (s_canon (want, canon, sizeof canon, err, errlen) != 0)
+        return -1;
+    if (!s_root_allowed (self, canon))
+        return jm_err (err, errlen,
+                       "root '%s' is not allowed at site %s (start the agent with --allow-root %s)",
+                       want, self->cfg->site, want);
+    char e2[1024];
+    if (jm_mkdirs (canon, 0755, e2, sizeof e2) != 0)
+        return jm_err (err, errlen, "cannot create the root '%s': %s", want, e2);
+    /* again, now that it exists (a symlink may have appeared meanwhile) */
+    if (!realpath (canon, out) || !s_root_allowed (self, out))
+        return jm_err (err, errlen, "root '%s' is not allowed at site %s (it resolves to '%s')",
+                       want, self->cfg->site, out);
+    return 0;
 }
 
 static void
@@ -631,11 +874,30 @@ s_on_job (s_agent_t *self, jm_msg_t *m)
         s_credit_one (self);
         return;
     }
+    char root[PATH_MAX];
+    int rootfd = -1;
+    if (s_job_root (self, m->root, root, sizeof root, err, sizeof err) == 0) {
+        rootfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+            jm_err (err, sizeof err, "cannot open the root '%s': %s", root, strerror (errno));
+    }
+    if (rootfd < 0) {
+        jm_warn ("job %" PRIu64 " refused: %s", m->job_id, err);
+        s_job_state (self, m->job_id, "FAILED", err);
+        jm_msg_destroy (&m);
+        s_credit_one (self);
+        return;
+    }
+    if (strcmp (root, self->root) != 0 || zhashx_lookup (self->sub_roots, m->sub_id))
+        zhashx_update (self->sub_roots, m->sub_id, root);
     s_job_t *job = calloc (1, sizeof *job);
     job->agent = self;
     job->id = m->job_id;
     job->msg = m;
+    job->root = strdup (root);
+    job->rootfd = rootfd;
     job->ended = calloc (m->tasks.n + 1, sizeof (bool));
+    job->started = calloc (m->tasks.n + 1, sizeof (bool));
     job->index = zhashx_new ();
     zhashx_set_destructor (job->index, NULL);
     zhashx_set_duplicator (job->index, NULL);
@@ -724,6 +986,61 @@ s_on_cancel (s_agent_t *self, uint64_t job_id)
     s_credit_one (self);
 }
 
+/*  WITHDRAW: a job none of whose tasks has started goes back (staging:
+    dropped here; submitted: the backend takes it out of the scheduler
+    and its JOB_END "withdrawn" finishes it); else JOB_STATE RUNNING. */
+static void s_job_withdrawn (s_job_t *job);
+
+static bool
+s_job_started (const s_job_t *job)
+{
+    if (job->running || job->over)
+        return true;
+    for (size_t i = 0; i < job->msg->tasks.n; i++)
+        if (job->started[i] || job->ended[i])
+            return true;
+    return false;
+}
+
+static void
+s_on_withdraw (s_agent_t *self, uint64_t job_id)
+{
+    s_job_t *job = s_job_lookup (self, job_id);
+    if (!job) {
+        jm_info ("withdraw of job %" PRIu64 ": not here (already over?)", job_id);
+        return;
+    }
+    if (job->cancelled || job->withdrawing) {
+        jm_info ("withdraw of job %" PRIu64 ": already being %s", job_id,
+                 job->cancelled ? "cancelled" : "withdrawn");
+        return;
+    }
+    if (s_job_started (job)) {
+        jm_info ("withdraw of job %" PRIu64 ": refused, it has started", job_id);
+        s_job_state (self, job_id, "RUNNING", "");
+        return;
+    }
+    if (!job->submitted) {
+        /* staging or placing: nothing is in the scheduler yet; a placing
+           reply for it finds no job and is dropped */
+        s_job_withdrawn (job);
+        return;
+    }
+    int rc = self->backend->withdraw ? self->backend->withdraw (self->sched, job_id) : 1;
+    if (rc == 0) {
+        jm_debug ("job %" PRIu64 ": withdrawing it from the %s scheduler", job_id,
+                  self->backend->name);
+        job->withdrawing = true;
+        return; /* its JOB_END "withdrawn" finishes it */
+    }
+    if (rc < 0)
+        jm_warn ("job %" PRIu64 ": the %s scheduler cannot withdraw it", job_id,
+                 self->backend->name);
+    else
+        jm_info ("withdraw of job %" PRIu64 ": refused, it has started in the scheduler", job_id);
+    s_job_state (self, job_id, "RUNNING", "");
+}
+
 /* ------------------------------------------------------------------ */
 /* Task results */
 
@@ -787,6 +1104,7 @@ s_end_done (s_agent_t *self, s_req_t *req, s_end_t *e, const jm_worker_result_t 
                               r->error ? r->error : "cannot store a result file");
         }
     jm_str_set (&e->msg->reason, reason);
+    s_note_results (self, &e->msg->files);
     s_send (self, e->msg);
     e->msg = NULL;
     s_job_t *job = s_job_lookup (self, e->job_id);
@@ -814,7 +1132,7 @@ s_flush_batch (s_agent_t *self)
         s_req_destroy (&req);
         return;
     }
-    uint64_t id = jm_worker_import (self->worker, self->root, req->items, req->n);
+    uint64_t id = jm_worker_import (self->worker, req->base, req->items, req->n);
     if (id == 0) {
         s_import_done (self, req, NULL, "the agent's file worker has stopped");
         s_req_destroy (&req);
@@ -831,6 +1149,7 @@ s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
     s_agent_t *self = job->agent;
     const jm_wtask_t *t = &job->msg->tasks.v[idx];
     job->ended[idx] = true;
+    s_note_task_end (self);
     jm_msg_t *m = jm_msg_new (JM_MSG_TASK_END);
     m->task_id = t->id;
     m->exit_code = exit_code;
@@ -839,7 +1158,7 @@ s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
         snprintf (reason, sizeof reason, "%s", why);
     char err[1024], rel[PATH_MAX + 80], dir[2 * PATH_MAX + 256];
     snprintf (rel, sizeof rel, "%s/%s", job->msg->sub_id, t->path);
-    int tfd = jm_path_open_beneath (self->rootfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, err,
+    int tfd = jm_path_open_beneath (job->rootfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, err,
                                     sizeof err);
     s_req_t *req = NULL;
     size_t first = 0;
@@ -848,12 +1167,14 @@ s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
         s_reason_add (reason, sizeof reason, "cannot open the task directory: %s", err);
     else if (collect) {
         close (tfd);
+        if (self->batch && strcmp (self->batch->base, job->root) != 0)
+            s_flush_batch (self); /* one request per root */
         if (!self->batch)
-            self->batch = s_req_new (false, 0);
+            self->batch = s_req_new (false, 0, job->root);
         req = self->batch;
         first = req->n;
         const char *tdir = s_req_str (req, rel);
-        snprintf (dir, sizeof dir, "%s/%s", self->root, rel);
+        snprintf (dir, sizeof dir, "%s/%s", job->root, rel);
         zhashx_t *seen = zhashx_new ();
         for (size_t i = 0; i < t->backward.n; i++) {
             const char *pat = t->backward.v[i];
@@ -883,6 +1204,7 @@ s_task_end (s_job_t *job, size_t idx, int exit_code, const char *why)
         close (tfd);
     if (!req || req->n == first) {
         jm_str_set (&m->reason, reason);
+        s_note_results (self, &m->files);
         s_send (self, m);
         return;
     }
@@ -923,6 +1245,17 @@ s_job_ended (s_job_t *job, const jm_sched_ev_t *ev)
     /* else the last TASK_END finishes it */
 }
 
+/* The job left without running anything: WITHDRAWN, then its slot. */
+static void
+s_job_withdrawn (s_job_t *job)
+{
+    s_agent_t *self = job->agent;
+    jm_info ("job %" PRIu64 ": withdrawn", job->id);
+    s_job_state (self, job->id, "WITHDRAWN", "");
+    s_job_destroy (&job);
+    s_credit_one (self);
+}
+
 static void
 s_flush_started (s_agent_t *self, s_job_t *job, jm_msg_t **started_p)
 {
@@ -959,7 +1292,10 @@ s_on_sched_events (void *arg, const jm_sched_ev_t *evs, size_t n)
             continue; /* waiting for its last TASK_ENDs */
         if (ev->type == JM_SCHED_JOB_END) {
             s_flush_started (self, job, &started);
-            s_job_ended (job, ev);
+            if (job->withdrawing && ev->reason && strcmp (ev->reason, "withdrawn") == 0)
+                s_job_withdrawn (job);
+            else
+                s_job_ended (job, ev);
             job = NULL;
             continue;
         }
@@ -975,6 +1311,12 @@ s_on_sched_events (void *arg, const jm_sched_ev_t *evs, size_t n)
         if (job->cancelled)
             continue;
         if (ev->type == JM_SCHED_TASK_START) {
+            if (!job->running && !started && job->submit_ms)
+                s_note_wait (self, jm_now_ms () - job->submit_ms);
+            job->started[idx] = true;
+            /* a start wins over a withdrawal under way: the RUNNING that
+               s_flush_started sends answers the WITHDRAW */
+            job->withdrawing = false;
             if (!started)
                 started = jm_msg_new (JM_MSG_TASK_STARTED);
             jm_u64s_push (&started->ids, ev->task_id);
@@ -1016,6 +1358,7 @@ s_collect_done (s_agent_t *self, s_req_t *req, const jm_worker_reply_t *reply, c
         }
     if (fail)
         s_wfiles_free (&m->files);
+    s_note_results (self, &m->files);
     jm_str_set (&m->reason, reason);
     jm_info ("backward common files of %s: %zu file(s)%s%s", m->sub_id, m->files.n,
              *reason ? ": " : "", reason);
@@ -1039,8 +1382,18 @@ s_on_collect (s_agent_t *self, const jm_msg_t *m)
         s_send (self, reply);
         return;
     }
-    int wfd = jm_path_open_beneath (self->rootfd, m->sub_id, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0,
-                                    err, sizeof err);
+    const char *root = zhashx_lookup (self->sub_roots, m->sub_id);
+    if (!root)
+        root = self->root;
+    int rfd = open (root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int wfd = -1;
+    if (rfd < 0)
+        jm_err (err, sizeof err, "cannot open the root '%s': %s", root, strerror (errno));
+    else {
+        wfd = jm_path_open_beneath (rfd, m->sub_id, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, err,
+                                    sizeof err);
+        close (rfd);
+    }
     if (wfd < 0) {
         snprintf (reason, sizeof reason, "the work base of %s is not at this site: %s", m->sub_id,
                   err);
@@ -1050,8 +1403,8 @@ s_on_collect (s_agent_t *self, const jm_msg_t *m)
     }
     close (wfd);
     char dir[PATH_MAX + 80];
-    snprintf (dir, sizeof dir, "%s/%s", self->root, m->sub_id);
-    s_req_t *req = s_req_new (false, 0);
+    snprintf (dir, sizeof dir, "%s/%s", root, m->sub_id);
+    s_req_t *req = s_req_new (false, 0, root);
     const char *wb = s_req_str (req, m->sub_id);
     zhashx_t *seen = zhashx_new ();
     for (size_t i = 0; i < m->backward_common.n; i++) {
@@ -1092,7 +1445,7 @@ s_on_collect (s_agent_t *self, const jm_msg_t *m)
         s_req_destroy (&req);
         return;
     }
-    uint64_t id = jm_worker_import (self->worker, self->root, req->items, req->n);
+    uint64_t id = jm_worker_import (self->worker, req->base, req->items, req->n);
     if (id == 0) {
         s_collect_done (self, req, NULL, "the agent's file worker has stopped");
         s_req_destroy (&req);
@@ -1150,6 +1503,51 @@ s_on_worker (zloop_t *loop, zsock_t *sock, void *arg)
 
 static int s_on_heartbeat (zloop_t *loop, int timer_id, void *arg);
 
+/* ------------------------------------------------------------------ */
+/* The file cache's size limit */
+
+static bool
+s_keep (void *arg, const char *hash)
+{
+    return zhashx_lookup ((zhashx_t *)arg, hash) != NULL;
+}
+
+/*  Over --cache-max: evict least-recently-used objects, keeping every file
+    a held job needs (common and forward files) and the result files of the
+    last S_RECENT task ends (the coordinator may still fetch them). */
+static void
+s_cache_trim (s_agent_t *self)
+{
+    uint64_t max = self->cfg->cache_max;
+    /* jm_store_bytes counts only this store handle's own additions (the
+       file worker imports results through its own): after a job ended,
+       jm_store_evict's scan recounts */
+    if (!max || (!self->trim_due && jm_store_bytes (self->store) <= max))
+        return;
+    self->trim_due = false;
+    zhashx_t *keep = zhashx_new ();
+    for (s_job_t *job = zhashx_first (self->jobs); job; job = zhashx_next (self->jobs)) {
+        const jm_msg_t *m = job->msg;
+        for (size_t i = 0; i < m->common.n; i++)
+            zhashx_update (keep, m->common.v[i].hash, (void *)1);
+        for (size_t i = 0; i < m->tasks.n; i++)
+            for (size_t j = 0; j < m->tasks.v[i].forward.n; j++)
+                zhashx_update (keep, m->tasks.v[i].forward.v[j].hash, (void *)1);
+    }
+    for (size_t i = 0; i < S_RECENT; i++)
+        for (size_t j = 0; j < self->recent[i].n; j++)
+            zhashx_update (keep, self->recent[i].h[j], (void *)1);
+    size_t n = 0;
+    uint64_t freed = jm_store_evict (self->store, max, s_keep, keep, &n);
+    zhashx_destroy (&keep);
+    if (n)
+        jm_info ("file cache: evicted %zu file(s), %" PRIu64 " bytes (limit %" PRIu64
+                 " bytes, now %" PRIu64 ")",
+                 n, freed, max, jm_store_bytes (self->store));
+    else if (jm_store_bytes (self->store) > max)
+        jm_debug ("file cache: over its limit, but every file is still needed");
+}
+
 static void
 s_set_heartbeat (s_agent_t *self, uint64_t ms)
 {
@@ -1173,13 +1571,19 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     s_agent_t *self = arg;
     int64_t now = jm_now_ms ();
     int64_t hb = (int64_t)self->hb_ms;
+    s_cache_trim (self);
+    if (self->hello_unsent) { /* bind mode: is the coordinator there now? */
+        s_hello (self);
+        self->last_recv = now;
+        return 0;
+    }
     if (now - self->last_recv >= 3 * hb) {
         bool forced = self->hello_pending > 0 && now - self->last_hello >= 10 * hb;
         if (self->hello_pending == 0 || forced) {
             if (self->welcomed)
                 jm_warn ("nothing heard from the coordinator %s for %" PRId64
                          " ms; saying HELLO again",
-                         self->cfg->coordinator, now - self->last_recv);
+                         self->ep, now - self->last_recv);
             self->welcomed = false;
             /* staging jobs keep their place: what they were fetching is
                asked for again after the next WELCOME (s_resume_staging);
@@ -1192,8 +1596,10 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
         }
         return 0;
     }
-    if (self->welcomed)
+    if (self->welcomed) {
         s_send (self, jm_msg_new (JM_MSG_HEARTBEAT));
+        s_send_load (self);
+    }
     return 0;
 }
 
@@ -1208,7 +1614,7 @@ s_on_dealer (zloop_t *loop, zsock_t *sock, void *arg)
     jm_msg_t *m = jm_msg_recv (sock, NULL, &code, &pv, err, sizeof err);
     self->last_recv = jm_now_ms ();
     if (!m) {
-        jm_warn ("bad message from the coordinator %s: %s", self->cfg->coordinator, err);
+        jm_warn ("bad message from the coordinator %s: %s", self->ep, err);
         return 0;
     }
     switch (m->id) {
@@ -1216,8 +1622,7 @@ s_on_dealer (zloop_t *loop, zsock_t *sock, void *arg)
         if (self->hello_pending > 0)
             self->hello_pending--;
         if (!self->welcomed)
-            jm_info ("connected to the coordinator %s as site '%s'", self->cfg->coordinator,
-                     self->cfg->site);
+            jm_info ("connected to the coordinator %s as site '%s'", self->ep, self->cfg->site);
         self->welcomed = true;
         if (m->heartbeat_ms)
             s_set_heartbeat (self, m->heartbeat_ms);
@@ -1227,7 +1632,7 @@ s_on_dealer (zloop_t *loop, zsock_t *sock, void *arg)
         break;
     case JM_MSG_ERROR:
         if (m->code == 1) {
-            jm_error ("the coordinator %s refused us: %s", self->cfg->coordinator, m->reason);
+            jm_error ("the coordinator %s refused us: %s", self->ep, m->reason);
             self->rc = 1;
             jm_msg_destroy (&m);
             return -1;
@@ -1250,6 +1655,9 @@ s_on_dealer (zloop_t *loop, zsock_t *sock, void *arg)
         break;
     case JM_MSG_CANCEL_JOB:
         s_on_cancel (self, m->job_id);
+        break;
+    case JM_MSG_WITHDRAW:
+        s_on_withdraw (self, m->job_id);
         break;
     case JM_MSG_FETCH: {
         jm_msg_t *reply = jm_xfer_serve (self->store, m, NULL);
@@ -1288,8 +1696,17 @@ jm_agent_config_check (const jm_agent_config_t *cfg, char *err, size_t errlen)
 {
     if (!cfg->home || !*cfg->home)
         return jm_err (err, errlen, "no agent home: give --home DIR or set $JOBMAN_HOME");
-    if (!cfg->coordinator || !*cfg->coordinator)
-        return jm_err (err, errlen, "no coordinator endpoint: give --coordinator tcp://HOST:PORT");
+    bool dial = cfg->coordinator && *cfg->coordinator, bind = cfg->bind && *cfg->bind;
+    if (!dial && !bind)
+        return jm_err (err, errlen,
+                       "no coordinator endpoint: give --coordinator tcp://HOST:PORT (or --bind "
+                       "ENDPOINT for the coordinator to connect to)");
+    if (dial && bind)
+        return jm_err (err, errlen, "give either --coordinator or --bind, not both");
+    for (size_t i = 0; i < cfg->n_allow_roots; i++)
+        if (!cfg->allow_roots[i] || cfg->allow_roots[i][0] != '/')
+            return jm_err (err, errlen, "--allow-root '%s' is not an absolute path",
+                           cfg->allow_roots[i] ? cfg->allow_roots[i] : "");
     if (!cfg->coordinator_cert || !*cfg->coordinator_cert)
         return jm_err (err, errlen, "no coordinator certificate: give --coordinator-cert FILE");
     if (!cfg->site || !*cfg->site)
@@ -1320,14 +1737,18 @@ jm_agent_run (const jm_agent_config_t *cfg)
     self->cfg = cfg;
     self->rootfd = -1;
     self->hb_timer = -1;
+    bool bind = cfg->bind && *cfg->bind;
+    self->ep = bind ? cfg->bind : cfg->coordinator;
     self->backend = jm_sched_lookup (cfg->scheduler ? cfg->scheduler : "shell");
     self->slots = cfg->slots;
     if (self->slots == 0 && self->backend != &jm_sched_shell)
         self->slots = 100;
-    if (self->slots == 0) {
-        long n = sysconf (_SC_NPROCESSORS_ONLN);
-        self->slots = n > 0 ? (size_t)n : 1;
-    }
+    long ncpu = sysconf (_SC_NPROCESSORS_ONLN);
+    if (self->slots == 0)
+        self->slots = ncpu > 0 ? (size_t)ncpu : 1;
+    self->cores = cfg->cores;
+    if (self->cores == 0 && self->backend == &jm_sched_shell)
+        self->cores = ncpu > 0 ? (size_t)ncpu : 1;
     int rc = 2;
     char path[PATH_MAX + 64];
     snprintf (path, sizeof path, "%s/agent.cert_secret", cfg->home);
@@ -1362,6 +1783,23 @@ jm_agent_run (const jm_agent_config_t *cfg)
                   self->rootfd < 0 ? strerror (errno) : err);
         goto out;
     }
+    self->allow = calloc (cfg->n_allow_roots + 1, sizeof *self->allow);
+    assert (self->allow);
+    for (size_t i = 0; i < cfg->n_allow_roots; i++) {
+        char real[PATH_MAX];
+        if (jm_mkdirs (cfg->allow_roots[i], 0755, err, sizeof err) != 0) {
+            jm_error ("cannot create the allowed root '%s': %s", cfg->allow_roots[i], err);
+            goto out;
+        }
+        if (!realpath (cfg->allow_roots[i], real)) {
+            jm_error ("cannot resolve the allowed root '%s': %s", cfg->allow_roots[i],
+                      strerror (errno));
+            goto out;
+        }
+        self->allow[self->nallow] = strdup (real);
+        assert (self->allow[self->nallow]);
+        self->nallow++;
+    }
     snprintf (path, sizeof path, "%s/store", cfg->home);
     self->store = jm_store_new (path, err, sizeof err);
     if (!self->store) {
@@ -1382,6 +1820,9 @@ jm_agent_run (const jm_agent_config_t *cfg)
     self->jobs = zhashx_new ();
     self->placed = zhashx_new ();
     self->reqs = zhashx_new ();
+    self->sub_roots = zhashx_new ();
+    zhashx_set_duplicator (self->sub_roots, (zhashx_duplicator_fn *)strdup);
+    zhashx_set_destructor (self->sub_roots, (zhashx_destructor_fn *)zstr_free);
     zhashx_set_duplicator (self->placed, (zhashx_duplicator_fn *)strdup);
     zhashx_set_destructor (self->placed, (zhashx_destructor_fn *)zstr_free);
     self->xfer =
@@ -1411,7 +1852,16 @@ jm_agent_run (const jm_agent_config_t *cfg)
     zsock_set_reconnect_ivl_max (self->dealer, 5000);
     zsock_set_heartbeat_ivl (self->dealer, (int)(hb < 1000 ? hb : 1000));
     zsock_set_heartbeat_timeout (self->dealer, (int)(hb < 1000 ? 3 * hb : 3000));
-    if (zsock_connect (self->dealer, "%s", cfg->coordinator) != 0) {
+    if (bind) {
+        /* no peer until the coordinator connects: sends must not block */
+        zsock_set_sndtimeo (self->dealer, 0);
+        if (zsock_bind (self->dealer, "%s", cfg->bind) < 0) {
+            jm_error ("cannot bind '%s': %s", cfg->bind, zmq_strerror (zmq_errno ()));
+            rc = 2;
+            goto out;
+        }
+    }
+    else if (zsock_connect (self->dealer, "%s", cfg->coordinator) != 0) {
         jm_error ("cannot connect to '%s': %s", cfg->coordinator, zmq_strerror (zmq_errno ()));
         rc = 2;
         goto out;
@@ -1423,8 +1873,9 @@ jm_agent_run (const jm_agent_config_t *cfg)
         zloop_poller (self->loop, &item, s_on_stop, self);
     }
     s_set_heartbeat (self, hb);
-    jm_info ("site '%s' (%s scheduler, %zu slots, root %s) dialing %s", cfg->site,
-             self->backend->name, self->slots, self->root, cfg->coordinator);
+    jm_info ("site '%s' (%s scheduler, %zu slots, root %s) %s %s", cfg->site, self->backend->name,
+             self->slots, self->root, bind ? "waiting for the coordinator at" : "dialing",
+             self->ep);
     self->last_recv = jm_now_ms ();
     s_hello (self);
     zloop_start (self->loop);
@@ -1453,6 +1904,16 @@ out:
     }
     jm_xfer_destroy (&self->xfer);
     zhashx_destroy (&self->placed);
+    zhashx_destroy (&self->sub_roots);
+    for (size_t i = 0; i < self->nallow; i++)
+        free (self->allow[i]);
+    free (self->allow);
+    free (self->done);
+    for (size_t i = 0; i < S_RECENT; i++) {
+        for (size_t j = 0; j < self->recent[i].n; j++)
+            free (self->recent[i].h[j]);
+        free (self->recent[i].h);
+    }
     zloop_destroy (&self->loop);
     zsock_destroy (&self->dealer);
     jm_store_destroy (&self->store);
