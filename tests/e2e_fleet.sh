@@ -84,7 +84,9 @@ check_eq "phase 2 tasks that ran at the drained siteB" "$(awk -F'\t' '$2 == "sit
 moved=0
 while read -r p; do
     s=$(awk -F'\t' -v p="$p" '$1 == p { print $2 }' "$T/p2.tsv")
-    [ -n "$s" ] && [ "$s" != siteA ] || fail "task $p, in flight at the killed siteA, ended at '$s'"
+    if [ -z "$s" ] || [ "$s" = siteA ]; then
+        fail "task $p, in flight at the killed siteA, ended at '$s'"
+    fi
     moved=$((moved + 1))
 done <"$T/lost_at_a.txt"
 ok "all $moved tasks lost with siteA ended DONE elsewhere"

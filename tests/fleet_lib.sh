@@ -75,7 +75,7 @@ _fleet_cancel_slurm() {
         | awk -F'|' -v p="$FLEET_PFX" -v r="$root/" \
             'index($2, p) == 1 && index($3, r) == 1 { print $1 }')
     [ -z "$ids" ] && return 0
-    echo "fleet: scancel leftover Slurm jobs: $(echo $ids)" >&2
+    echo "fleet: scancel leftover Slurm jobs:" $ids >&2
     # shellcheck disable=SC2086
     scancel $ids 2>/dev/null || true
 }
@@ -167,7 +167,7 @@ fleet_machine_file() { # FILE [RATIO]
     local f=$1 ratio=${2:-} s e res
     : >"$f"
     for s in $FLEET_SITES; do
-        e="fleet_$(echo "${FLEET_LETTER[$s]}" | tr A-Z a-z)"
+        e="fleet_${FLEET_LETTER[$s],,}"
         res="{group_size: $FLEET_GROUP, para_deg: 1}"
         local batch=Shell
         if [ "$s" = siteC ]; then
@@ -214,7 +214,8 @@ fleet_gen_sub() { # FILE DIR N
 }
 
 fleet_submit() { # SUB MACHINE -> id
-    local base=$T/submit_$(basename "$1" .yml) id rc=0
+    local base id rc=0
+    base=$T/submit_$(basename "$1" .yml)
     timeout --kill-after=5 "$JM_CMD_TIMEOUT" "$SUBMIT" submit "$1" --work-dir "$(dirname "$1")" \
         --machine "$2" --prefix fleet --json >"$base.out" 2>"$base.err" || rc=$?
     [ $rc = 0 ] || fail "jobman-submit submit $1 --machine $2 exited $rc: $(cat "$base.out" "$base.err")"
@@ -245,7 +246,7 @@ fleet_collect() { # ID DIR N TSV
             bad=$((bad + 1))
             continue
         fi
-        t0= t1= rb= out=
+        t0="" t1="" rb="" out=""
         read -r t0 <"$d/t0.txt" 2>/dev/null || true
         read -r t1 <"$d/t1.txt" 2>/dev/null || true
         read -r rb <"$d/ran_by.txt" 2>/dev/null || true

@@ -72,7 +72,7 @@ _netns_cleanup() {
         ip netns del "$n" 2>/dev/null || true
     done
     for v in "${NETNS_VETHS[@]}"; do ip link del "$v" 2>/dev/null || true; done
-    [ "$NETNS_BR_MADE" = 1 ] && ip link del "$NETNS_BR" 2>/dev/null || true
+    if [ "$NETNS_BR_MADE" = 1 ]; then ip link del "$NETNS_BR" 2>/dev/null || true; fi
     NETNS_NAMES=()
     NETNS_VETHS=()
     NETNS_BR_MADE=0
@@ -96,8 +96,8 @@ trap _netns_exit EXIT
 
 # k: from our PID, skipping /24s some interface already uses.
 _netns_pick_k() {
-    local k=$(($$ % 200 + 20)) tries
-    for tries in $(seq 200); do
+    local k=$(($$ % 200 + 20)) _
+    for _ in $(seq 200); do
         if ! ip -o -4 addr show 2>/dev/null | grep -q " 10\.232\.$k\."; then
             echo "$k"
             return 0
