@@ -1,9 +1,14 @@
 /*  coord_main.c - jobman-coord: parses flags and calls jm_coord. */
+#include "jm_client.h"
 #include "jm_config.h"
 #include "jm_coord.h"
 #include "jm_log.h"
+#include "jm_util.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +22,8 @@ static const char *s_usage =
     "  allow AGENT.cert --name NAME [--home DIR]\n"
     "                                     let the holder of this public key connect\n"
     "  deny  NAME [--home DIR]            remove NAME from the allowlist\n"
+    "  site  drain|resume NAME [--home DIR]\n"
+    "                                     stop giving a site new work / give it work again\n"
     "\n"
     "--home defaults to $JOBMAN_HOME, else ~/.jobman.  'COMMAND --help' for details.\n";
 
@@ -52,8 +59,64 @@ s_help (const char *cmd)
         fputs ("usage: jobman-coord deny NAME [--home DIR]\n"
                "Removes allowed/NAME.cert; new connections with that key are refused.\n",
                stdout);
+    else if (strcmp (cmd, "site") == 0)
+        fputs ("usage: jobman-coord site drain NAME [--home DIR]\n"
+               "       jobman-coord site resume NAME [--home DIR]\n"
+               "Asks the running coordinator of the home (as a client, with the home's\n"
+               "client key) to drain the site NAME (it gets no new jobs; the jobs it has\n"
+               "finish) or to resume it.  Kept across restarts.  Prints the site's line\n"
+               "as 'jobman-submit sites' shows it.  Exit 1 if there is no such site or\n"
+               "the coordinator is not running.\n",
+               stdout);
     else
         fputs (s_usage, stdout);
+}
+
+/*  Is the coordinator of home running?  Its coord.pid names a live
+    process while 'jobman-coord run' serves (removed on a clean stop). */
+static bool
+s_coord_running (const char *home)
+{
+    char path[PATH_MAX];
+    snprintf (path, sizeof path, "%s/coord.pid", home);
+    char *text = jm_read_file (path, NULL, NULL, 0);
+    if (!text)
+        return false;
+    char *end;
+    long pid = strtol (text, &end, 10);
+    free (text);
+    if (pid <= 0 || (*end && *end != '\n'))
+        return true; /* unreadable: let the connection attempt decide */
+    return kill ((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+/* 'site drain|resume NAME': 0, or 1 with the reason on stderr. */
+static int
+s_site (const char *home_flag, const char *verb, const char *site)
+{
+    char *home = jm_home_resolve (home_flag);
+    if (!home) {
+        fprintf (stderr, "jobman-coord: cannot find the home directory: use --home DIR or set "
+                         "JOBMAN_HOME\n");
+        return 2;
+    }
+    if (!*site) {
+        fprintf (stderr, "jobman-coord site: empty site name\n");
+        free (home);
+        return 2;
+    }
+    if (!s_coord_running (home)) {
+        fprintf (stderr,
+                 "jobman-coord: the coordinator of %s is not running (no live process in "
+                 "%s/coord.pid); start it with 'jobman-coord run --home %s'\n",
+                 home, home, home);
+        free (home);
+        return 1;
+    }
+    jm_client_opts_t opts = {.home = home, .prog = "jobman-coord"};
+    int rc = jm_client_cmd_site_set (&opts, site, strcmp (verb, "drain") == 0);
+    free (home);
+    return rc;
 }
 
 int
@@ -70,7 +133,7 @@ main (int argc, char **argv)
         return 0;
     }
     if (strcmp (cmd, "init") && strcmp (cmd, "run") && strcmp (cmd, "allow") &&
-        strcmp (cmd, "deny")) {
+        strcmp (cmd, "deny") && strcmp (cmd, "site")) {
         fprintf (stderr, "jobman-coord: unknown command '%s'\n%s", cmd, s_usage);
         return 2;
     }
@@ -103,6 +166,19 @@ main (int argc, char **argv)
     }
     int nargs = argc - optind;
     bool wants_arg = strcmp (cmd, "allow") == 0 || strcmp (cmd, "deny") == 0;
+    if (strcmp (cmd, "site") == 0) {
+        if (nargs != 2 ||
+            (strcmp (argv[optind], "drain") != 0 && strcmp (argv[optind], "resume") != 0)) {
+            fprintf (stderr, "jobman-coord site: expected 'drain NAME' or 'resume NAME'; see "
+                             "'jobman-coord site --help'\n");
+            return 2;
+        }
+        if (bind || name) {
+            fprintf (stderr, "jobman-coord site: option not valid for this command\n");
+            return 2;
+        }
+        return s_site (home_flag, argv[optind], argv[optind + 1]);
+    }
     if (nargs != (wants_arg ? 1 : 0)) {
         fprintf (stderr,
                  "jobman-coord %s: wrong number of arguments; see 'jobman-coord %s --help'\n", cmd,
