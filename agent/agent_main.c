@@ -5,6 +5,7 @@
 #include "jm_log.h"
 #include "jm_path.h"
 
+#include <ctype.h>
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
@@ -16,8 +17,10 @@
 
 static const char *s_usage =
     "usage: jobman-agent init --home DIR\n"
-    "       jobman-agent run --home DIR --coordinator tcp://HOST:PORT --coordinator-cert FILE\n"
-    "                        --site NAME --root DIR [--scheduler NAME] [--slots N]\n"
+    "       jobman-agent run --home DIR (--coordinator tcp://HOST:PORT | --bind ENDPOINT)\n"
+    "                        --coordinator-cert FILE --site NAME --root DIR\n"
+    "                        [--allow-root DIR]... [--scheduler NAME] [--slots N]\n"
+    "                        [--cores N] [--gpus N] [--cache-max SIZE]\n"
     "                        [--poll-ms N] [--submit-rate N] [--submit-burst N] [--retry-ms N]\n"
     "                        [--heartbeat-ms N]\n"
     "       jobman-agent COMMAND --help\n";
@@ -29,21 +32,33 @@ static const char *s_init_help =
     "allowed/ directory to admit this agent.  --home defaults to $JOBMAN_HOME.\n";
 
 static const char *s_run_help =
-    "usage: jobman-agent run --home DIR --coordinator tcp://HOST:PORT\n"
+    "usage: jobman-agent run --home DIR (--coordinator tcp://HOST:PORT | --bind ENDPOINT)\n"
     "                        --coordinator-cert FILE --site NAME --root DIR\n"
-    "                        [--scheduler NAME] [--slots N] [--poll-ms N]\n"
+    "                        [--allow-root DIR]... [--scheduler NAME] [--slots N]\n"
+    "                        [--cores N] [--gpus N] [--cache-max SIZE] [--poll-ms N]\n"
     "                        [--submit-rate N] [--submit-burst N] [--retry-ms N]\n"
     "                        [--heartbeat-ms N]\n"
-    "Dials out to the coordinator and runs the jobs it sends.\n"
+    "Dials out to the coordinator (or waits for it to connect) and runs the jobs it sends.\n"
     "  --home DIR              agent home (agent.cert_secret, store/); default $JOBMAN_HOME\n"
     "  --coordinator EP        the coordinator's endpoint, e.g. tcp://host:7100\n"
+    "  --bind EP               instead of --coordinator: listen on EP (e.g. tcp://*:7200 or\n"
+    "                          tcp://127.0.0.1:7200 behind 'ssh -L') and let the coordinator\n"
+    "                          connect; CURVE is the same either way\n"
     "  --coordinator-cert FILE the coordinator's public certificate (coord.cert)\n"
     "  --site NAME             this site's name ([A-Za-z0-9._-])\n"
-    "  --root DIR              where job files are placed (created if missing)\n"
+    "  --root DIR              where job files are placed (created if missing); a job's\n"
+    "                          root (a machine entry's remote_root) may be DIR or below it\n"
+    "  --allow-root DIR        also accept job roots at or below DIR (repeatable)\n"
     "  --scheduler NAME        shell (default), slurm, sge, pbs (PBS Pro/OpenPBS), torque,\n"
     "                          lsf; dpdispatcher's batch_type names work too\n"
     "  --slots N, --max-jobs N jobs at once (batch schedulers: queued or running);\n"
     "                          default: online CPUs for shell, 100 otherwise\n"
+    "  --cores N               most cores one job can request (default: online CPUs for\n"
+    "                          shell, not stated otherwise)\n"
+    "  --gpus N                most GPUs one job can request (default 0)\n"
+    "  --cache-max SIZE        limit the file cache (home/store) to SIZE bytes (suffix K, M,\n"
+    "                          G, T: powers of 1024), evicting the least recently used files\n"
+    "                          no job here still needs (default: no limit)\n"
     "  --poll-ms N             batch: one status query per N ms (default 10000)\n"
     "  --submit-rate N         batch: at most N submit calls per minute (default: no limit)\n"
     "  --submit-burst N        batch: up to N submit calls at once within the rate (default 5)\n"
@@ -64,6 +79,34 @@ s_parse_u64 (const char *flag, const char *s, uint64_t *out)
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+/* "10G" -> bytes (K, M, G, T: powers of 1024; an optional trailing B). */
+static int
+s_parse_size (const char *flag, const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull (s, &end, 10);
+    uint64_t mult = 1;
+    const char *suf = end;
+    const char *units = "KMGT";
+    const char *u = *suf ? strchr (units, toupper ((unsigned char)*suf)) : NULL;
+    if (u) {
+        mult = 1ull << (10 * (u - units + 1));
+        suf++;
+    }
+    if (*suf == 'B' || *suf == 'b')
+        suf++;
+    if (errno || end == s || *suf || *s == '-' || v == 0 || v > UINT64_MAX / mult) {
+        fprintf (stderr,
+                 "jobman-agent: %s: '%s' is not a size (a positive number of bytes, with an "
+                 "optional suffix K, M, G or T)\n",
+                 flag, s);
+        return -1;
+    }
+    *out = (uint64_t)v * mult;
     return 0;
 }
 
@@ -129,16 +172,48 @@ s_run (int argc, char **argv)
                                    {"submit-burst", required_argument, 0, 'B'},
                                    {"retry-ms", required_argument, 0, 'T'},
                                    {"heartbeat-ms", required_argument, 0, 'b'},
+                                   {"bind", required_argument, 0, 'L'},
+                                   {"allow-root", required_argument, 0, 'A'},
+                                   {"cores", required_argument, 0, 'o'},
+                                   {"gpus", required_argument, 0, 'g'},
+                                   {"cache-max", required_argument, 0, 'M'},
                                    {"help", no_argument, 0, 'H'},
                                    {0, 0, 0, 0}};
     jm_agent_config_t cfg = {.stop_fd = -1, .scheduler = "shell"};
     const char *home = NULL;
+    const char **allow = calloc ((size_t)argc + 1, sizeof *allow);
+    if (!allow)
+        return 1;
+    cfg.allow_roots = allow;
     uint64_t v;
-    int c;
+    int c, rc = 2;
     while ((c = getopt_long (argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'h':
             home = optarg;
+            break;
+        case 'L':
+            cfg.bind = optarg;
+            break;
+        case 'A':
+            allow[cfg.n_allow_roots++] = optarg;
+            break;
+        case 'o':
+        case 'g':
+            if (s_parse_u64 (c == 'o' ? "--cores" : "--gpus", optarg, &v) || v > 1000000) {
+                fprintf (stderr, "jobman-agent: %s must be 0..1000000\n",
+                         c == 'o' ? "--cores" : "--gpus");
+                goto out;
+            }
+            if (c == 'o')
+                cfg.cores = (size_t)v;
+            else
+                cfg.gpus = (size_t)v;
+            break;
+        case 'M':
+            if (s_parse_size ("--cache-max", optarg, &v))
+                goto out;
+            cfg.cache_max = v;
             break;
         case 'c':
             cfg.coordinator = optarg;
@@ -158,7 +233,7 @@ s_run (int argc, char **argv)
         case 'n':
             if (s_parse_u64 ("--slots/--max-jobs", optarg, &v) || v == 0 || v > 100000) {
                 fprintf (stderr, "jobman-agent: --slots/--max-jobs must be 1..100000\n");
-                return 2;
+                goto out;
             }
             cfg.slots = (size_t)v;
             break;
@@ -173,7 +248,7 @@ s_run (int argc, char **argv)
             uint64_t lo = c == 'p' ? 50 : c == 'B' ? 1 : c == 'T' ? 10 : 0;
             if (s_parse_u64 (flag, optarg, &v) || v < lo || v > 86400000) {
                 fprintf (stderr, "jobman-agent: %s must be %" PRIu64 "..86400000\n", flag, lo);
-                return 2;
+                goto out;
             }
             unsigned *dst = c == 'p'   ? &cfg.poll_ms
                             : c == 'R' ? &cfg.submit_per_min
@@ -185,22 +260,23 @@ s_run (int argc, char **argv)
         case 'b':
             if (s_parse_u64 ("--heartbeat-ms", optarg, &v) || v < 10) {
                 fprintf (stderr, "jobman-agent: --heartbeat-ms must be at least 10\n");
-                return 2;
+                goto out;
             }
             cfg.heartbeat_ms = v;
             break;
         case 'H':
             fputs (s_run_help, stdout);
-            return 0;
+            rc = 0;
+            goto out;
         default:
             fputs (s_run_help, stderr);
-            return 2;
+            goto out;
         }
     }
     if (optind < argc) {
         fprintf (stderr, "jobman-agent run: unexpected argument '%s'\n%s", argv[optind],
                  s_run_help);
-        return 2;
+        goto out;
     }
     char *dir = jm_home_resolve (home);
     cfg.home = dir;
@@ -210,10 +286,12 @@ s_run (int argc, char **argv)
     if (jm_agent_config_check (&cfg, err, sizeof err) != 0) {
         fprintf (stderr, "jobman-agent: %s\n", err);
         free (dir);
-        return 2;
+        goto out;
     }
-    int rc = jm_agent_run (&cfg);
+    rc = jm_agent_run (&cfg);
     free (dir);
+out:
+    free (allow);
     return rc;
 }
 
