@@ -1001,12 +1001,14 @@ jm_client_cmd_cancel (const jm_client_opts_t *opts, const char *sub_id)
 
 /* ---------------------------------------------------------------- sites */
 
-/* A duration in ms as "850ms", "12s", "4m10s", "3h05m", "2d04h". */
+/* A duration in ms as "0s", "850ms", "12s", "4m10s", "3h05m", "2d04h". */
 static void
 s_fmt_duration (uint64_t ms, char *buf, size_t len)
 {
     uint64_t s = ms / 1000;
-    if (ms < 1000)
+    if (ms == 0)
+        snprintf (buf, len, "0s");
+    else if (ms < 1000)
         snprintf (buf, len, "%" PRIu64 "ms", ms);
     else if (s < 60)
         snprintf (buf, len, "%" PRIu64 "s", s);
@@ -1050,10 +1052,7 @@ jm_client_site_line (char *buf, size_t buflen, const jm_wsite_t *site, uint64_t 
         /* whole seconds: "0s ago", "2s ago", "4m10s ago" */
         uint64_t age = now_ms > site->last_seen ? (now_ms - site->last_seen) / 1000 : 0;
         char text[32];
-        if (age == 0)
-            snprintf (text, sizeof text, "0s");
-        else
-            s_fmt_duration (age * 1000, text, sizeof text);
+        s_fmt_duration (age * 1000, text, sizeof text);
         snprintf (seen, sizeof seen, "%s ago", text);
     }
     snprintf (buf, buflen, S_SITE_FMT, s_or_dash (site->name), state, s_or_dash (site->scheduler),
