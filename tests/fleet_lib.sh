@@ -11,7 +11,7 @@
 #          real Slurm with --max-jobs 2 --poll-ms 1000 when it is up, else
 #          Shell with 2 slots (said in the output; JM_REQUIRE_CLUSTERS=1
 #          makes a missing Slurm a failure); entry fleet_c: 'sleep 0.4;
-#          echo C'
+#          echo C'; JM_FLEET_SITEC=shell forces Shell
 #
 #   fleet_start               network, coordinator, agents; waits until
 #                             'jobman-submit sites --json' shows all three up
@@ -33,6 +33,7 @@
 #                             in FLEET_BAD (messages on stderr)
 #   fleet_stats TSV N         prints the per-site and overall figures and
 #                             a last line "RESULT makespan ideal ratio nA nB nC"
+#   start_clock, elapsed      seconds since start_clock ("12.3")
 #   fleet_sites_json          'jobman-submit sites --json' as a JSON array
 #   fleet_site_field NAME F   field F of site NAME from fleet_sites_json
 
@@ -49,7 +50,11 @@ _fleet_slurm_up() {
     timeout 10 sinfo -h -o '%a' 2>/dev/null | grep -qx up
 }
 
-if _fleet_slurm_up; then
+if [ "${JM_FLEET_SITEC:-}" = shell ]; then
+    FLEET_C_SCHED=shell
+    FLEET_C_BATCH=Shell
+    echo "fleet: NOTE: JM_FLEET_SITEC=shell: siteC runs the Shell backend"
+elif _fleet_slurm_up; then
     FLEET_C_SCHED=slurm
     FLEET_C_BATCH=Slurm
     echo "fleet: siteC runs on the real Slurm (job names $FLEET_PFX*)"
@@ -125,10 +130,15 @@ fleet_start_agent() {
     pid=$!
     _jm_record_pid "$pid"
     eval "AGENT_PID_$name=$pid"
-    echo "agent $name pid $pid in ${ns:+namespace $ns ($(netns_ip "$ns"))}${ns:-the host namespace} ($*)"
+    local where="the host namespace"
+    [ -n "$ns" ] && where="namespace $ns ($(netns_ip "$ns"))"
+    echo "agent $name pid $pid in $where ($*)"
 }
 
 # 'jobman-submit sites --json' as an array of site records ([] on error).
+start_clock() { FLEET_T0=$(date +%s.%N); }
+elapsed() { awk -v a="$FLEET_T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
 fleet_sites_json() {
     jm_submit sites --json 2>>"$T/sites.err" | jq -c 'if type == "array" then . else .sites end' \
         2>>"$T/sites.err" || echo '[]'
