@@ -1540,6 +1540,367 @@ test_cancel_while_placing (void **state)
     zsock_destroy (&client);
 }
 
+/* ------------------------------------------------------ multi-site fleet */
+
+/* An agent session for site name on host, with the given capacity. */
+static zsock_t *
+s_site_ready (const char *name, const char *host, uint64_t cores)
+{
+    zsock_t *agent = s_agent_sock ("good");
+    jm_msg_t *h = jm_msg_new (JM_MSG_HELLO);
+    h->version = JM_PROTO_VERSION;
+    jm_str_set (&h->role, "agent");
+    jm_str_set (&h->name, name);
+    jm_str_set (&h->scheduler, "shell");
+    h->slots = 4;
+    h->max_jobs = 4;
+    h->cores = cores;
+    jm_str_set (&h->host, host);
+    s_send (agent, h);
+    jm_msg_t *w = s_expect (agent, JM_MSG_WELCOME);
+    jm_msg_destroy (&w);
+    return agent;
+}
+
+static jm_wmachine_t *
+s_machine (jm_msg_t *sub, const char *name, const char *site, const char *host,
+           const char *command, const char *root)
+{
+    jm_wmachine_t *m = jm_wmachines_push (&sub->machines);
+    m->name = strdup (name);
+    m->site = strdup (site);
+    m->host = strdup (host);
+    m->command = strdup (command);
+    m->root = strdup (root);
+    m->resources = strdup ("");
+    return m;
+}
+
+/* Nothing (but heartbeats) arrives on s within ms. */
+static void
+s_expect_nothing (zsock_t *s, int ms)
+{
+    jm_msg_t *m = s_recv (s, ms);
+    if (m)
+        fail_msg ("unexpected %s", jm_msg_name (m->id));
+}
+
+/* SITES for name ("" = all); caller destroys. */
+static jm_msg_t *
+s_sites (zsock_t *client, const char *name)
+{
+    jm_msg_t *q = jm_msg_new (JM_MSG_SITES);
+    jm_str_set (&q->name, name);
+    s_send (client, q);
+    return s_expect (client, JM_MSG_SITES_REPLY);
+}
+
+static void
+s_job_state (zsock_t *agent, uint64_t job_id, const char *state)
+{
+    jm_msg_t *js = jm_msg_new (JM_MSG_JOB_STATE);
+    js->job_id = job_id;
+    jm_str_set (&js->state, state);
+    jm_str_set (&js->reason, "");
+    s_send (agent, js);
+}
+
+/*  Machine entries: each site gets the jobs of the entry it serves (by
+    site: or by host, short and long names matching), with the entry's
+    command substituted for {command} and its remote_root; an entry no
+    site serves is reported in SUBMITTED; submit_size caps the tasks out
+    at an entry; a site whose cores are fewer than the entry's
+    cpu_per_node gets none; SITES shows capacity and LOAD; a drained site
+    gets no new jobs until resumed, also across a restart. */
+static void
+test_machine_entries (void **state)
+{
+    (void)state;
+    s_restart_with (200, 1024);
+    zsock_t *client = s_client_ready ();
+    zsock_t *a = s_site_ready ("siteA", "hostA.example.org", 8);
+    zsock_t *b = s_site_ready ("siteB", "hostB", 2);
+
+    jm_msg_t *sub = s_submit_new (s_wb, 1, 1);
+    for (int i = 0; i < 6; i++) {
+        char p[32];
+        snprintf (p, sizeof p, "m%d", i);
+        jm_wtask_t *t = s_task (sub, p);
+        free (t->command);
+        t->command = strdup ("{command} --in x");
+    }
+    s_machine (sub, "ma", "", "hostA", "run-on-a", "/scratch/a");
+    jm_wmachine_t *mb = s_machine (sub, "mb", "siteB", "", "run-on-b", "");
+    mb->submit_size = 1;
+    s_machine (sub, "mz", "siteZ", "", "run-on-z", "");
+    jm_wmachine_t *mbig = s_machine (sub, "mbig", "siteB", "", "run-big", "");
+    free (mbig->resources);
+    mbig->resources = strdup ("{\"cpu_per_node\":16}");
+    s_send (client, sub);
+    jm_msg_t *r = s_expect (client, JM_MSG_SUBMITTED);
+    assert_int_equal (r->unserved.n, 1);
+    assert_string_equal (r->unserved.v[0], "mz");
+    char *sub_id = strdup (r->sub_id);
+    jm_msg_destroy (&r);
+
+    /* siteB: one job only (submit_size 1), never the 16-core entry */
+    s_credit (b, 3);
+    jm_msg_t *job = s_expect (b, JM_MSG_JOB);
+    assert_int_equal (job->tasks.n, 1);
+    assert_string_equal (job->tasks.v[0].command, "run-on-b --in x");
+    assert_string_equal (job->root, "");
+    uint64_t b_job = job->job_id, b_tid = job->tasks.v[0].id;
+    jm_msg_destroy (&job);
+    s_expect_nothing (b, 400);
+
+    /* siteA by its host */
+    s_credit (a, 2);
+    for (int i = 0; i < 2; i++) {
+        job = s_expect (a, JM_MSG_JOB);
+        assert_int_equal (job->tasks.n, 1);
+        assert_string_equal (job->tasks.v[0].command, "run-on-a --in x");
+        assert_string_equal (job->root, "/scratch/a");
+        jm_msg_destroy (&job);
+    }
+
+    /* live figures and capacity in SITES */
+    jm_msg_t *load = jm_msg_new (JM_MSG_LOAD);
+    load->running = 2;
+    load->queued = 1;
+    load->free_slots = 2;
+    load->done_1m = 42;
+    load->wait_ms = 1500;
+    s_send (a, load);
+    jm_msg_t *sites = NULL;
+    for (int tries = 0; tries < 50; tries++) {
+        jm_msg_destroy (&sites);
+        sites = s_sites (client, "siteA");
+        if (sites->sites.n == 1 && sites->sites.v[0].done_1m == 42)
+            break;
+        zclock_sleep (20);
+    }
+    assert_int_equal (sites->sites.n, 1);
+    jm_wsite_t *sa = &sites->sites.v[0];
+    assert_string_equal (sa->state, "up");
+    assert_false (sa->drained);
+    assert_int_equal (sa->cores, 8);
+    assert_int_equal (sa->max_jobs, 4);
+    assert_int_equal (sa->running, 2);
+    assert_int_equal (sa->queued, 1);
+    assert_int_equal (sa->wait_ms, 1500);
+    assert_int_equal (sa->jobs, 2);
+    assert_true (sa->last_seen > 1700000000000ull);
+    jm_msg_destroy (&sites);
+    sites = s_sites (client, "");
+    assert_int_equal (sites->sites.n, 2);
+    assert_string_equal (sites->sites.v[0].name, "siteA");
+    assert_string_equal (sites->sites.v[1].name, "siteB");
+    jm_msg_destroy (&sites);
+    jm_msg_t *q = jm_msg_new (JM_MSG_SITES);
+    jm_str_set (&q->name, "nosuch");
+    s_send (client, q);
+    jm_msg_t *e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 4);
+    jm_msg_destroy (&e);
+
+    /* drain siteA: its credit brings no job; resume: it does */
+    jm_msg_t *set = jm_msg_new (JM_MSG_SITE_SET);
+    jm_str_set (&set->name, "siteA");
+    jm_str_set (&set->state, "drained");
+    s_send (client, set);
+    sites = s_expect (client, JM_MSG_SITES_REPLY);
+    assert_int_equal (sites->sites.n, 1);
+    assert_true (sites->sites.v[0].drained);
+    jm_msg_destroy (&sites);
+    s_credit (a, 1);
+    s_expect_nothing (a, 400);
+    /* the drained state survives a restart */
+    zsock_destroy (&a);
+    zsock_destroy (&b);
+    zsock_destroy (&client);
+    s_restart_with (200, 1024);
+    client = s_client_ready ();
+    sites = s_sites (client, "siteA");
+    assert_string_equal (sites->sites.v[0].state, "gone");
+    assert_true (sites->sites.v[0].drained);
+    jm_msg_destroy (&sites);
+    a = s_site_ready ("siteA", "hostA.example.org", 8);
+    s_credit (a, 1);
+    s_expect_nothing (a, 400);
+    set = jm_msg_new (JM_MSG_SITE_SET);
+    jm_str_set (&set->name, "siteA");
+    jm_str_set (&set->state, "up");
+    s_send (client, set);
+    sites = s_expect (client, JM_MSG_SITES_REPLY);
+    assert_false (sites->sites.v[0].drained);
+    jm_msg_destroy (&sites);
+    job = s_expect (a, JM_MSG_JOB);
+    assert_string_equal (job->tasks.v[0].command, "run-on-a --in x");
+    jm_msg_destroy (&job);
+    set = jm_msg_new (JM_MSG_SITE_SET);
+    jm_str_set (&set->name, "siteA");
+    jm_str_set (&set->state, "sideways");
+    s_send (client, set);
+    e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 5);
+    jm_msg_destroy (&e);
+    (void)b_job;
+    (void)b_tid;
+
+    /* {command} without a command for some entry is refused */
+    sub = s_submit_new (s_wb, 1, 1);
+    jm_wtask_t *t = s_task (sub, "nc");
+    free (t->command);
+    t->command = strdup ("{command}");
+    s_machine (sub, "m1", "siteA", "", "", "");
+    s_send (client, sub);
+    e = s_expect (client, JM_MSG_ERROR);
+    assert_int_equal (e->code, 5);
+    assert_non_null (strstr (e->reason, "machine entry 'm1' has no 'command'"));
+    jm_msg_destroy (&e);
+
+    jm_msg_t *c = jm_msg_new (JM_MSG_CANCEL);
+    jm_str_set (&c->sub_id, sub_id);
+    s_send (client, c);
+    jm_msg_t *cr = s_expect (client, JM_MSG_CANCELLED);
+    jm_msg_destroy (&cr);
+    free (sub_id);
+    zsock_destroy (&a);
+    zsock_destroy (&client);
+}
+
+/*  work_load_ratio caps an entry's share: with 0.25 of 8 tasks, siteA
+    takes 2 tasks however much credit it gives; the rest go to siteB. */
+static void
+test_ratio_cap (void **state)
+{
+    (void)state;
+    s_restart_with (200, 1024);
+    zsock_t *client = s_client_ready ();
+    zsock_t *a = s_site_ready ("siteA", "hA", 0);
+    jm_msg_t *sub = s_submit_new (s_wb, 1, 1);
+    for (int i = 0; i < 8; i++) {
+        char p[32];
+        snprintf (p, sizeof p, "r%d", i);
+        s_task (sub, p);
+    }
+    s_machine (sub, "ra", "siteA", "", "", "")->ratio = 250000;
+    s_machine (sub, "rb", "siteB", "", "", "")->ratio = 750000;
+    char *sub_id = s_submit_ok (client, sub, 8);
+    s_credit (a, 8);
+    for (int i = 0; i < 2; i++) {
+        jm_msg_t *job = s_expect (a, JM_MSG_JOB);
+        jm_msg_destroy (&job);
+    }
+    s_expect_nothing (a, 400);
+    zsock_t *b = s_site_ready ("siteB", "hB", 0);
+    s_credit (b, 8);
+    for (int i = 0; i < 6; i++) {
+        jm_msg_t *job = s_expect (b, JM_MSG_JOB);
+        jm_msg_destroy (&job);
+    }
+    s_expect_nothing (b, 300);
+    jm_msg_t *c = jm_msg_new (JM_MSG_CANCEL);
+    jm_str_set (&c->sub_id, sub_id);
+    s_send (client, c);
+    jm_msg_t *cr = s_expect (client, JM_MSG_CANCELLED);
+    jm_msg_destroy (&cr);
+    free (sub_id);
+    zsock_destroy (&a);
+    zsock_destroy (&b);
+    zsock_destroy (&client);
+}
+
+/*  Near the end, a job still waiting at one site is withdrawn when
+    another site has room: WITHDRAW goes to the slow site only after it
+    answered, the task goes to the free site.  A job that has started is
+    not withdrawn (RUNNING answer), and a site lost for requeue_after_ms
+    gives its tasks to the others and gets CANCEL_JOB when it is back. */
+static void
+test_withdraw_and_requeue (void **state)
+{
+    (void)state;
+    char path[400], text[256];
+    snprintf (path, sizeof path, "%s/config.yml", s_home);
+    snprintf (text, sizeof text,
+              "bind: 'tcp://127.0.0.1:*'\nheartbeat_ms: 1000\nrequeue_after_ms: 1000\n");
+    s_write (path, text);
+    s_stop_coord ();
+    s_start_coord ();
+    zsock_t *client = s_client_ready ();
+    zsock_t *slow = s_site_ready ("slow", "hS", 0);
+    jm_msg_t *sub = s_submit_new (s_wb, 1, 1);
+    s_task (sub, "w0");
+    s_task (sub, "w1");
+    char *sub_id = s_submit_ok (client, sub, 2);
+    s_credit (slow, 2);
+    uint64_t jid[2], tid[2];
+    for (int i = 0; i < 2; i++) {
+        jm_msg_t *job = s_expect (slow, JM_MSG_JOB);
+        jid[i] = job->job_id;
+        tid[i] = job->tasks.v[0].id;
+        s_job_state (slow, jid[i], "QUEUED");
+        jm_msg_destroy (&job);
+    }
+    /* one of them starts */
+    jm_msg_t *ts = jm_msg_new (JM_MSG_TASK_STARTED);
+    jm_u64s_push (&ts->ids, tid[1]);
+    s_send (slow, ts);
+    s_wait_state (client, sub_id, JM_COORD_WIRE_IDX (tid[1]), "RUNNING");
+
+    zsock_t *fast = s_site_ready ("fast", "hF", 0);
+    s_credit (fast, 2);
+    /* only the waiting job is asked back, once */
+    jm_msg_t *wd = s_expect (slow, JM_MSG_WITHDRAW);
+    assert_int_equal (wd->job_id, jid[0]);
+    jm_msg_destroy (&wd);
+    /* nothing for the free site until the slow one answered */
+    s_expect_nothing (fast, 300);
+    s_assert_task (client, sub_id, JM_COORD_WIRE_IDX (tid[0]), "QUEUED");
+    s_job_state (slow, jid[0], "WITHDRAWN");
+    jm_msg_t *job = s_expect (fast, JM_MSG_JOB);
+    assert_int_equal (job->tasks.n, 1);
+    assert_int_equal (JM_COORD_WIRE_IDX (job->tasks.v[0].id), JM_COORD_WIRE_IDX (tid[0]));
+    uint64_t fast_tid = job->tasks.v[0].id;
+    jm_msg_destroy (&job);
+    /* a late report of the withdrawn job is ignored */
+    s_task_end (slow, tid[0], NULL, NULL, 0);
+    zclock_sleep (200);
+    s_assert_task (client, sub_id, JM_COORD_WIRE_IDX (tid[0]), "STAGING");
+    s_task_end (fast, fast_tid, NULL, NULL, 0);
+    s_wait_state (client, sub_id, JM_COORD_WIRE_IDX (tid[0]), "DONE");
+    jm_msg_t *st = s_status (client, sub_id);
+    assert_string_equal (st->tstats.v[JM_COORD_WIRE_IDX (tid[0])].site, "fast");
+    jm_msg_destroy (&st);
+
+    /* the slow site goes silent with its running task: lost (3 heartbeat
+       intervals), then after requeue_after_ms the task goes to the fast
+       site, which keeps beating meanwhile */
+    zsock_destroy (&slow);
+    s_credit (fast, 1);
+    job = NULL;
+    for (int i = 0; i < 50 && !job; i++) {
+        s_send (fast, jm_msg_new (JM_MSG_HEARTBEAT));
+        job = s_recv (fast, 200);
+    }
+    assert_non_null (job);
+    assert_int_equal (job->id, JM_MSG_JOB);
+    assert_int_equal (JM_COORD_WIRE_IDX (job->tasks.v[0].id), JM_COORD_WIRE_IDX (tid[1]));
+    s_task_end (fast, job->tasks.v[0].id, NULL, NULL, 0);
+    jm_msg_destroy (&job);
+    jm_msg_t *w = s_wait_task (client, sub_id, JM_COORD_WIRE_IDX (tid[1]), "DONE");
+    jm_msg_destroy (&w);
+    /* back again: its old job is cancelled there */
+    slow = s_site_ready ("slow", "hS", 0);
+    jm_msg_t *cj = s_expect (slow, JM_MSG_CANCEL_JOB);
+    assert_int_equal (cj->job_id, jid[1]);
+    jm_msg_destroy (&cj);
+    free (sub_id);
+    zsock_destroy (&slow);
+    zsock_destroy (&fast);
+    zsock_destroy (&client);
+}
+
 int
 main (void)
 {
@@ -1556,6 +1917,9 @@ main (void)
         cmocka_unit_test (test_throughput),
         cmocka_unit_test (test_large_result_keeps_loop_running),
         cmocka_unit_test (test_cancel_while_placing),
+        cmocka_unit_test (test_machine_entries),
+        cmocka_unit_test (test_ratio_cap),
+        cmocka_unit_test (test_withdraw_and_requeue),
     };
     return cmocka_run_group_tests (tests, group_setup, group_teardown);
 }
