@@ -844,10 +844,16 @@ s_job_root (s_agent_t *self, const char *want, char *out, size_t outlen, char *e
     char canon[PATH_MAX];
     if (s_canon (want, canon, sizeof canon, err, errlen) != 0)
         return -1;
-    if (!s_root_allowed (self, canon))
+    if (!s_root_allowed (self, canon)) {
+        char more[PATH_MAX + 32] = "";
+        size_t wl = strlen (want);
+        if (strncmp (canon, want, wl - (wl > 1 && want[wl - 1] == '/')) != 0)
+            snprintf (more, sizeof more, "; it resolves to '%s'", canon);
         return jm_err (err, errlen,
-                       "root '%s' is not allowed at site %s (start the agent with --allow-root %s)",
-                       want, self->cfg->site, want);
+                       "root '%s' is not allowed at site %s (start the agent with --allow-root "
+                       "%s)%s",
+                       want, self->cfg->site, want, more);
+    }
     char e2[1024];
     if (jm_mkdirs (canon, 0755, e2, sizeof e2) != 0)
         return jm_err (err, errlen, "cannot create the root '%s': %s", want, e2);

@@ -43,6 +43,7 @@ typedef struct {
     pthread_t thread;
     int agent_rc;
     bool running;
+    bool no_fetch; /* s_expect leaves FETCHes unanswered (staging hangs) */
 } s_fix_t;
 
 static void *
@@ -99,7 +100,9 @@ s_expect (s_fix_t *f, jm_msg_id_t id, int timeout_ms, s_sink_fn *sink, void *arg
             continue;
         if (m->id == id)
             return m;
-        if (m->id == JM_MSG_FETCH) {
+        if (m->id == JM_MSG_FETCH && f->no_fetch)
+            jm_msg_destroy (&m);
+        else if (m->id == JM_MSG_FETCH) {
             s_send (f, jm_xfer_serve (f->cstore, m, NULL));
             jm_msg_destroy (&m);
         }
@@ -161,6 +164,11 @@ s_handshake (s_fix_t *f, uint64_t hb)
     assert_string_equal (m->scheduler, "shell");
     assert_int_equal (m->slots, T_SLOTS);
     assert_true (strlen (m->host) > 0);
+    /* capacity: max_jobs = slots; shell's cores default to the online CPUs */
+    assert_int_equal (m->max_jobs, T_SLOTS);
+    long ncpu = sysconf (_SC_NPROCESSORS_ONLN);
+    assert_int_equal (m->cores, f->cfg.cores ? f->cfg.cores : (uint64_t)ncpu);
+    assert_int_equal (m->gpus, f->cfg.gpus);
     jm_msg_destroy (&m);
     m = jm_msg_new (JM_MSG_WELCOME);
     m->heartbeat_ms = hb;
@@ -865,6 +873,351 @@ test_staging_survives_silence (void **state)
     assert_int_equal (f->agent_rc, 0);
 }
 
+/* LOAD {running, queued, free_slots, done_1m, wait_ms} after each
+   heartbeat: one task done and one sleeping -> running 1, done_1m 1; the
+   capacity the agent stated in HELLO (--cores, --gpus). */
+static void
+test_load (void **state)
+{
+    s_fix_t *f = *state;
+    f->cfg.cores = 48;
+    f->cfg.gpus = 4;
+    s_start_agent (f);
+    s_handshake (f, 200);
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 1;
+    jm_str_set (&job->sub_id, "sub-l");
+    job->para_deg = 1;
+    s_task (job, 11, "t1", "true");
+    s_task (job, 12, "t2", "sleep 3");
+    s_send (f, job);
+    s_report_t r = {0};
+    bool seen = false;
+    int64_t deadline = jm_now_ms () + 10000;
+    while (!seen && jm_now_ms () < deadline) {
+        jm_msg_t *m = s_expect (f, JM_MSG_LOAD, 5000, s_collect, &r);
+        if (m->running == 1 && m->done_1m == 1) {
+            seen = true;
+            assert_int_equal (m->queued, 0);
+            assert_int_equal (m->free_slots, T_SLOTS - 1);
+            assert_true (m->wait_ms < 2000); /* shell: starts at once */
+        }
+        else /* before: staging or queued, nothing ended */
+            assert_int_equal (m->done_1m, 0);
+        jm_msg_destroy (&m);
+    }
+    assert_true (seen);
+    s_wait_job_end (f, &r, "DONE");
+    jm_msg_t *m = s_expect (f, JM_MSG_LOAD, 5000, s_collect, &r);
+    assert_int_equal (m->running, 0);
+    assert_int_equal (m->queued, 0);
+    assert_int_equal (m->done_1m, 2);
+    assert_int_equal (m->free_slots, T_SLOTS);
+    jm_msg_destroy (&m);
+    for (size_t i = 0; i < r.nends; i++)
+        jm_msg_destroy (&r.ends[i]);
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+}
+
+/*  WITHDRAW of a job that has not started (it stages a file the
+    coordinator never sends) -> WITHDRAWN + CREDIT 1, nothing more about
+    it, its task never runs; WITHDRAW of a running job -> RUNNING and it
+    goes on; of an unknown job -> nothing. */
+static void
+test_withdraw (void **state)
+{
+    s_fix_t *f = *state;
+    s_start_agent (f);
+    s_handshake (f, 300);
+    char h[JM_HASH_HEX];
+    uint64_t sz;
+    s_put (f, "input\n", h, &sz);
+    f->no_fetch = true;
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 1;
+    jm_str_set (&job->sub_id, "sub-w");
+    job->para_deg = 1;
+    jm_wtask_t *t = s_task (job, 11, "t1", "touch ran.txt");
+    jm_wfiles_push (&t->forward, "in.txt", h, sz, 0644);
+    s_send (f, job);
+    s_report_t r = {0};
+    jm_msg_t *m = s_expect (f, JM_MSG_JOB_STATE, 5000, NULL, NULL);
+    assert_string_equal (m->state, "STAGING");
+    jm_msg_destroy (&m);
+    /* LOAD counts it as queued */
+    m = s_expect (f, JM_MSG_LOAD, 5000, s_collect, &r);
+    assert_int_equal (m->queued, 1);
+    assert_int_equal (m->running, 0);
+    jm_msg_destroy (&m);
+    m = jm_msg_new (JM_MSG_WITHDRAW);
+    m->job_id = 1;
+    s_send (f, m);
+    m = s_expect (f, JM_MSG_JOB_STATE, 5000, NULL, NULL);
+    assert_int_equal (m->job_id, 1);
+    assert_string_equal (m->state, "WITHDRAWN");
+    jm_msg_destroy (&m);
+    m = s_expect (f, JM_MSG_CREDIT, 5000, NULL, NULL);
+    assert_int_equal (m->credit, 1);
+    jm_msg_destroy (&m);
+    f->no_fetch = false;
+    /* an unknown job: no answer */
+    m = jm_msg_new (JM_MSG_WITHDRAW);
+    m->job_id = 999;
+    s_send (f, m);
+
+    /* a running job stays */
+    job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 2;
+    jm_str_set (&job->sub_id, "sub-w");
+    job->para_deg = 1;
+    s_task (job, 21, "t2", "sleep 30");
+    s_send (f, job);
+    s_report_t r2 = {0};
+    m = s_expect (f, JM_MSG_TASK_STARTED, 10000, s_collect, &r2);
+    jm_msg_destroy (&m);
+    m = jm_msg_new (JM_MSG_WITHDRAW);
+    m->job_id = 2;
+    s_send (f, m);
+    memset (r2.states, 0, sizeof r2.states);
+    m = s_expect (f, JM_MSG_JOB_STATE, 5000, s_collect, &r2);
+    assert_int_equal (m->job_id, 2);
+    assert_string_equal (m->state, "RUNNING");
+    jm_msg_destroy (&m);
+    /* nothing about job 1 or 999 for a while (a LOAD or two go by) */
+    int64_t until = jm_now_ms () + 1000;
+    while (jm_now_ms () < until) {
+        m = s_recv (f, 100);
+        if (!m)
+            continue;
+        if (m->id == JM_MSG_HEARTBEAT)
+            s_send (f, jm_msg_new (JM_MSG_HEARTBEAT));
+        assert_false (m->id == JM_MSG_JOB_STATE || m->id == JM_MSG_TASK_END ||
+                      m->id == JM_MSG_TASK_STARTED || m->id == JM_MSG_CREDIT);
+        if (m->id == JM_MSG_LOAD)
+            assert_int_equal (m->running, 1);
+        jm_msg_destroy (&m);
+    }
+    m = jm_msg_new (JM_MSG_CANCEL_JOB);
+    m->job_id = 2;
+    s_send (f, m);
+    s_wait_job_end (f, &r2, "DONE");
+    for (size_t i = 0; i < r2.nends; i++)
+        jm_msg_destroy (&r2.ends[i]);
+    char path[600];
+    snprintf (path, sizeof path, "%s/sub-w/t1/ran.txt", f->root);
+    assert_int_equal (access (path, F_OK), -1);
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+}
+
+/* One job with one task writing out.txt at root want; returns the final
+   state's reason (malloc'ed) and the state in state (>= 16 bytes). */
+static char *
+s_root_job (s_fix_t *f, uint64_t id, const char *want, char *state)
+{
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = id;
+    jm_str_set (&job->sub_id, "sub-r");
+    jm_str_set (&job->root, want);
+    job->para_deg = 1;
+    s_task (job, id * 10, "t", "echo here > out.txt");
+    s_send (f, job);
+    s_report_t r = {0};
+    int64_t deadline = jm_now_ms () + 20000;
+    while (!strstr (r.states, "DONE") && !strstr (r.states, "FAILED") && jm_now_ms () < deadline) {
+        jm_msg_t *m = s_expect (f, JM_MSG_JOB_STATE, 20000, s_collect, &r);
+        s_collect (&r, m);
+    }
+    jm_msg_t *m = s_expect (f, JM_MSG_CREDIT, 5000, s_collect, &r);
+    jm_msg_destroy (&m);
+    for (size_t i = 0; i < r.nends; i++)
+        jm_msg_destroy (&r.ends[i]);
+    snprintf (state, 16, "%s", strstr (r.states, "DONE") ? "DONE" : "FAILED");
+    return strdup (r.state_reason);
+}
+
+/*  JOB.root: "" and below --root and below --allow-root run there (COLLECT
+    finds the work base); elsewhere, through a symlink out, or with '..'
+    the job fails naming the flag to use, and nothing is created. */
+static void
+test_roots (void **state)
+{
+    s_fix_t *f = *state;
+    char other[400], evil[400], link[400], below[400], in_other[500], path[800];
+    snprintf (other, sizeof other, "%s/other", f->tmp);
+    snprintf (evil, sizeof evil, "%s/evil", f->tmp);
+    const char *allow[] = {other};
+    f->cfg.allow_roots = allow;
+    f->cfg.n_allow_roots = 1;
+    s_start_agent (f);
+    s_handshake (f, 1000);
+    char st[16];
+    snprintf (below, sizeof below, "%s/deeper/./still", f->root);
+    char *why = s_root_job (f, 1, below, st);
+    assert_string_equal (st, "DONE");
+    free (why);
+    snprintf (path, sizeof path, "%s/deeper/still/sub-r/t/out.txt", f->root);
+    assert_int_equal (access (path, F_OK), 0);
+
+    snprintf (in_other, sizeof in_other, "%s/proj", other);
+    why = s_root_job (f, 2, in_other, st);
+    assert_string_equal (st, "DONE");
+    free (why);
+    snprintf (path, sizeof path, "%s/sub-r/t/out.txt", in_other);
+    assert_int_equal (access (path, F_OK), 0);
+    /* COLLECT finds the work base at that root */
+    const char *pats[] = {"t/out.txt"};
+    jm_msg_t *m = s_collect_req (f, "sub-r", pats, 1);
+    assert_string_equal (m->reason, "");
+    assert_int_equal (m->files.n, 1);
+    jm_msg_destroy (&m);
+
+    why = s_root_job (f, 3, evil, st);
+    assert_string_equal (st, "FAILED");
+    char want[1200];
+    snprintf (want, sizeof want,
+              "root '%s' is not allowed at site test-site (start the agent with --allow-root %s)",
+              evil, evil);
+    assert_string_equal (why, want);
+    free (why);
+    assert_int_equal (access (evil, F_OK), -1);
+
+    snprintf (path, sizeof path, "%s/../evil", f->root);
+    why = s_root_job (f, 4, path, st);
+    assert_string_equal (st, "FAILED");
+    assert_non_null (strstr (why, "'..'"));
+    free (why);
+
+    snprintf (link, sizeof link, "%s/link", f->root);
+    assert_int_equal (mkdir (evil, 0755), 0);
+    assert_int_equal (symlink (evil, link), 0);
+    snprintf (path, sizeof path, "%s/x", link);
+    why = s_root_job (f, 5, path, st);
+    assert_string_equal (st, "FAILED");
+    assert_non_null (strstr (why, "is not allowed at site test-site"));
+    assert_non_null (strstr (why, "resolves to"));
+    free (why);
+    snprintf (path, sizeof path, "%s/x", evil);
+    assert_int_equal (access (path, F_OK), -1);
+
+    why = s_root_job (f, 6, "relative/dir", st);
+    assert_string_equal (st, "FAILED");
+    assert_non_null (strstr (why, "not an absolute path"));
+    free (why);
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+}
+
+/* --bind: the agent listens, the coordinator connects (CURVE as before). */
+static void
+test_bind (void **state)
+{
+    s_fix_t *f = *state;
+    /* a free port: bind, note, close */
+    zsock_t *probe = zsock_new (ZMQ_ROUTER);
+    int port = zsock_bind (probe, "tcp://127.0.0.1:*");
+    assert_true (port > 0);
+    zsock_destroy (&probe);
+    char ep[64];
+    snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d", port);
+    f->cfg.coordinator = NULL;
+    f->cfg.bind = ep;
+    zsock_destroy (&f->router);
+    char sec[400], err[512];
+    snprintf (sec, sizeof sec, "%s/coord.cert_secret", f->coord_home);
+    zcert_t *ccert = jm_keys_load_secret (sec, err, sizeof err);
+    assert_non_null (ccert);
+    f->router = zsock_new (ZMQ_ROUTER);
+    jm_curve_server (f->router, ccert);
+    zcert_destroy (&ccert);
+    s_start_agent (f);
+    usleep (200 * 1000);
+    assert_int_equal (zsock_connect (f->router, "%s", ep), 0);
+    s_handshake (f, 300);
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 1;
+    jm_str_set (&job->sub_id, "sub-b");
+    job->para_deg = 1;
+    s_task (job, 11, "t", "echo bound");
+    s_send (f, job);
+    s_report_t r = {0};
+    s_wait_job_end (f, &r, "DONE");
+    assert_int_equal (r.nends, 1);
+    assert_int_equal (r.ends[0]->exit_code, 0);
+    jm_msg_destroy (&r.ends[0]);
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+
+    /* both or neither endpoint: refused */
+    char msg[256];
+    f->cfg.coordinator = f->endpoint;
+    assert_int_equal (jm_agent_config_check (&f->cfg, msg, sizeof msg), -1);
+    assert_non_null (strstr (msg, "either --coordinator or --bind"));
+    f->cfg.coordinator = NULL;
+    f->cfg.bind = NULL;
+    assert_int_equal (jm_agent_config_check (&f->cfg, msg, sizeof msg), -1);
+}
+
+/*  --cache-max: over the limit, an old file no job needs is evicted while
+    the file a held (running) job uses stays; once that job is over its
+    file goes too, but its result files stay fetchable. */
+static void
+test_cache_max (void **state)
+{
+    s_fix_t *f = *state;
+    char dir[400], err[512], path[600], hold[JM_HASH_HEX], old[JM_HASH_HEX];
+    uint64_t sz;
+    snprintf (dir, sizeof dir, "%s/store", f->home);
+    jm_store_t *astore = jm_store_new (dir, err, sizeof err);
+    assert_non_null (astore);
+    char big[3000];
+    memset (big, 'o', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    snprintf (path, sizeof path, "%s/old", f->tmp);
+    assert_int_equal (jm_write_file_atomic (path, big, strlen (big), 0644, err, sizeof err), 0);
+    assert_int_equal (jm_store_import (astore, path, old, &sz, err, sizeof err), 0);
+    memset (big, 'h', sizeof big - 1);
+    s_put (f, big, hold, &sz);
+    f->cfg.cache_max = 1000; /* less than either file */
+    s_start_agent (f);
+    s_handshake (f, 200);
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = 1;
+    jm_str_set (&job->sub_id, "sub-c");
+    job->para_deg = 1;
+    jm_wtask_t *t = s_task (job, 11, "t", "wc -c < in.txt; sleep 2");
+    jm_wfiles_push (&t->forward, "in.txt", hold, sz, 0644);
+    s_send (f, job);
+    s_report_t r = {0};
+    jm_msg_t *m = s_expect (f, JM_MSG_TASK_STARTED, 10000, s_collect, &r);
+    jm_msg_destroy (&m);
+    /* a few heartbeats while the task sleeps */
+    for (int i = 0; i < 3; i++) {
+        m = s_expect (f, JM_MSG_LOAD, 5000, s_collect, &r);
+        jm_msg_destroy (&m);
+    }
+    assert_false (jm_store_has (astore, old));
+    assert_true (jm_store_has (astore, hold));
+    s_wait_job_end (f, &r, "DONE");
+    for (int i = 0; i < 3; i++) {
+        m = s_expect (f, JM_MSG_LOAD, 5000, s_collect, &r);
+        jm_msg_destroy (&m);
+    }
+    assert_false (jm_store_has (astore, hold));
+    assert_int_equal (r.nends, 1);
+    const jm_wfile_t *out = s_file_of (r.ends[0], "stdout");
+    assert_non_null (out);
+    size_t len;
+    char *data = s_fetch (f, out->hash, &len);
+    assert_string_equal (data, "2999\n");
+    free (data);
+    jm_msg_destroy (&r.ends[0]);
+    jm_store_destroy (&astore);
+    s_stop_agent (f);
+    assert_int_equal (f->agent_rc, 0);
+}
+
 static void
 test_refuses_to_start (void **state)
 {
@@ -897,6 +1250,11 @@ main (void)
         cmocka_unit_test_setup_teardown (test_collect, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_staging_survives_silence, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_refuses_to_start, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_load, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_withdraw, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_roots, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_bind, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_cache_max, s_setup, s_teardown),
     };
     int rc = cmocka_run_group_tests (tests, NULL, NULL);
     zsys_shutdown ();
