@@ -62,6 +62,34 @@ static int
 s_teardown (void **state)
 {
     (void)state;
+    /* a failed test may leave fakes running: end those that are still
+       ours (their command line names our directory) */
+    int runs = 0;
+    char path[PATH_MAX + 32];
+    snprintf (path, sizeof path, "%s/runs", s_dir);
+    char *t = jm_read_file (path, NULL, NULL, 0);
+    runs = t ? atoi (t) : 0;
+    free (t);
+    for (int n = 1; n <= runs; n++) {
+        const char *what[] = {"pid", "child"};
+        for (int w = 0; w < 2; w++) {
+            snprintf (path, sizeof path, "%s/%s.%d", s_dir, what[w], n);
+            char *p = jm_read_file (path, NULL, NULL, 0);
+            int pid = p ? atoi (p) : 0;
+            free (p);
+            if (pid <= 1)
+                continue;
+            snprintf (path, sizeof path, "/proc/%d/cmdline", pid);
+            size_t len = 0;
+            char *cmd = jm_read_file (path, &len, NULL, 0);
+            bool ours = false;
+            for (size_t i = 0; cmd && i < len; i += strlen (cmd + i) + 1)
+                ours = ours || strstr (cmd + i, s_dir) || strcmp (cmd + i, "300") == 0;
+            free (cmd);
+            if (ours)
+                kill (pid, SIGKILL);
+        }
+    }
     jm_test_rmrf (s_dir);
     return 0;
 }
