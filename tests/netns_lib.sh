@@ -89,6 +89,7 @@ _netns_exit() {
     local h
     for h in "${NETNS_EXIT_HOOKS[@]}"; do "$h" || true; done
     _netns_cleanup
+    set +e # else '(exit $rc)' would end the shell here
     (exit $rc)
     _jm_cleanup
 }
