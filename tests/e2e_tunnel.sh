@@ -57,6 +57,7 @@ SSH_PIDS=() # ssh clients seen (children of the coordinator), killed at exit if 
 _tun_exit() {
     local rc=$? p i
     trap - EXIT
+    set +e # (exit $rc) below must not end the shell before _jm_cleanup
     _jm_kill_all
     for p in "${SSH_PIDS[@]}"; do
         [ "$(cat "/proc/$p/comm" 2>/dev/null)" = ssh ] && kill -KILL "$p" 2>/dev/null || true
@@ -231,6 +232,14 @@ make_sub "$T/a.yml" a 6
 A=$(jm_submit submit "$T/a.yml" --work-dir "$W") || fail "submit a failed"
 jm_submit_bg "$T/wait_a.out" wait "$A"
 WAIT_A=$JM_BG_PID
+# it does dial through the tunnel: a connection to sshd's listener inside
+# the namespace (ESTAB while the handshake lasts, then TIME-WAIT for a
+# minute; nothing else in the namespace dials that port yet)
+intruder_dials() {
+    [ -n "$(ip netns exec "$NS" ss -tanH "( dport = :$PORT )")" ]
+}
+wait_until 5 intruder_dials || fail "the unallowed agent never connected to the tunnel's port: $(ip netns exec "$NS" ss -tanp)"
+ok "the unallowed agent connects through the tunnel"
 sleep 5
 check_eq "PENDING tasks of $A with only the unallowed agent" "$(count_state "$A" PENDING)" 6
 check_eq "entries under the unallowed agent's root" "$(root_entries intruder)" 0
