@@ -300,9 +300,9 @@ fleet_stats() { # TSV N
                   s, n[s], first[s] - gfirst, last[s] - gfirst, c
           }
           mk = glast - gfirst
-          ideal = sum > 0 ? N / sum : 0
+          ideal = sum > 0 ? NR / sum : 0 # NR = N when every task is good
           ratio = ideal > 0 ? mk / ideal : 0
-          printf "  makespan %.2f s, ideal %.2f s (%d / sum of capacities), ratio %.3f\n", mk, ideal, N, ratio
+          printf "  makespan %.2f s, ideal %.2f s (%d / sum of capacities), ratio %.3f\n", mk, ideal, NR, ratio
           printf "RESULT %.3f %.3f %.3f %d %d %d\n", mk, ideal, ratio, n["siteA"], n["siteB"], n["siteC"]
         }' "$1"
 }
