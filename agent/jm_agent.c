@@ -95,6 +95,10 @@ typedef struct {
     int rootfd;         /* open on root, or -1 */
     int64_t submit_ms;  /* when it was handed to the scheduler */
     bool withdrawing;   /* the backend is withdrawing it */
+    bool withdraw_asked; /* the coordinator asked for it back and the backend
+                            cancels it: if a task started meanwhile, the
+                            tasks it kills are not failures - the job ends
+                            WITHDRAWN and the coordinator hands them out again */
 } s_job_t;
 
 #define S_WAITS 50    /* queue waits kept for the median */
@@ -1037,6 +1041,7 @@ s_on_withdraw (s_agent_t *self, uint64_t job_id)
         jm_debug ("job %" PRIu64 ": withdrawing it from the %s scheduler", job_id,
                   self->backend->name);
         job->withdrawing = true;
+        job->withdraw_asked = true;
         return; /* its JOB_END "withdrawn" finishes it */
     }
     if (rc < 0)
@@ -1084,7 +1089,10 @@ static void
 s_job_finish (s_job_t *job)
 {
     s_agent_t *self = job->agent;
-    s_job_state (self, job->id, "DONE", job->cancelled ? "cancelled" : "");
+    if (job->withdraw_asked && !job->cancelled)
+        s_job_state (self, job->id, "WITHDRAWN", "");
+    else
+        s_job_state (self, job->id, "DONE", job->cancelled ? "cancelled" : "");
     s_job_destroy (&job);
     s_credit_one (self);
 }
@@ -1240,7 +1248,11 @@ s_job_ended (s_job_t *job, const jm_sched_ev_t *ev)
     else
         snprintf (why, sizeof why, "job ended before the task finished (killed by signal %d)",
                   ev->job_signal);
-    if (!job->cancelled)
+    bool withdrawn = job->withdraw_asked && ev->reason &&
+                     (strcmp (ev->reason, "cancelled") == 0 || strcmp (ev->reason, "withdrawn") == 0);
+    if (!withdrawn)
+        job->withdraw_asked = false;
+    if (!job->cancelled && !withdrawn)
         for (size_t i = 0; i < job->msg->tasks.n; i++)
             if (!job->ended[i])
                 s_task_end (job, i, -1, why);

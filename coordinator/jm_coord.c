@@ -1629,7 +1629,9 @@ s_on_job_state (coord_t *self, peer_t *peer, site_t *site, jm_msg_t *msg)
         size_t n = 0;
         for (size_t i = 0; i < job->n; i++) {
             jm_ctask_t *t = &sub->tasks[job->idx[i]];
-            if (t->job_id == job->id && (t->state == JM_TASK_STAGING || t->state == JM_TASK_QUEUED) &&
+            /* RUNNING too: a task that started just before the site's
+               cancel was killed by it, on our request */
+            if (t->job_id == job->id && jm_ctask_state_out (t->state) &&
                 s_task_set (self, t, JM_TASK_PENDING) == 0) {
                 s_set (&t->site, "");
                 t->job_id = 0;
