@@ -80,6 +80,9 @@ typedef struct {
     bool lost;
     bool requeued;   /* lost long enough: its work went to other sites */
     bool drained;    /* gets no new jobs (kept in SQLite) */
+    /* after giving work back: no tasks of this submission until then */
+    const jm_csub_t *gave_back;
+    int64_t gave_back_until;
     jm_u64s_t cancel_on_return; /* jobs taken away while it was lost */
 } site_t;
 
@@ -740,6 +743,8 @@ s_pick_sub (coord_t *self, site_t *site, int *machine_p, size_t *room_p)
     for (jm_csub_t *sub = zlist_first (self->subs); sub; sub = zlist_next (self->subs)) {
         if (sub->state != JM_SUB_ACTIVE || !jm_csub_has_pending (sub))
             continue;
+        if (site->gave_back == sub && jm_now_ms () < site->gave_back_until)
+            continue; /* it just gave these back: they go elsewhere */
         int m = s_pick_machine (site, sub, room_p);
         if (m >= -1) {
             *machine_p = m;
@@ -1640,7 +1645,21 @@ s_on_job_state (coord_t *self, peer_t *peer, site_t *site, jm_msg_t *msg)
         }
         jm_info ("site %s gave job %" PRIu64 " back: %zu tasks of %s pending again", site->name,
                  job->id, n, sub->id);
+        /* the site the work was withdrawn for gets it first, and the slow
+           site none of it back for a while */
+        site->gave_back = sub;
+        site->gave_back_until = jm_now_ms () + 5 * (int64_t)self->cfg->heartbeat_ms;
+        site_t *to = job->withdraw_for
+                         ? (site_t *)zhashx_lookup (self->sites, job->withdraw_for)
+                         : NULL;
         s_job_finish (self, job, "WITHDRAWN");
+        while (to && s_site_open (to) && to->credit > 0 && jm_csub_has_pending (sub)) {
+            size_t room;
+            int m = s_pick_machine (to, sub, &room);
+            if (m < -1)
+                break;
+            s_send_job (self, to, sub, m, room);
+        }
         s_dispatch (self);
         return;
     }

@@ -3,7 +3,8 @@
 # coordinator's loss limit (3 heartbeat intervals) loses nothing.
 #   1. The agent is stopped (SIGSTOP) while its tasks run; the tasks (its
 #      children) finish meanwhile; the coordinator marks the site lost but
-#      keeps the tasks assigned; after SIGCONT the agent reports them and
+#      keeps the tasks assigned (requeue_after_ms is far off: a brief
+#      loss does not move work); after SIGCONT the agent reports them and
 #      every result comes back.
 #   2. The agent is stopped while the coordinator fetches a large result
 #      (small chunks, window 1, so the fetch takes a while); after SIGCONT
@@ -19,6 +20,7 @@ timeout 30 "$COORD" init --home "$JOBMAN_HOME" --bind 'tcp://127.0.0.1:*' \
 cat >"$JOBMAN_HOME/config.yml" <<EOT
 bind: 'tcp://127.0.0.1:*'
 heartbeat_ms: $HB
+requeue_after_ms: 60000
 chunk_size: 1024
 window: 1
 EOT
