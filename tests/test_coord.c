@@ -1901,6 +1901,68 @@ test_withdraw_and_requeue (void **state)
     zsock_destroy (&client);
 }
 
+/*  speculative: true - a job waiting at a slow site is not asked back:
+    its tasks go to the free site at once and the slow site's job is
+    cancelled; whichever copy ends first is taken, the other's report is
+    ignored. */
+static void
+test_speculative (void **state)
+{
+    (void)state;
+    s_restart_with (1000, 1024);
+    zsock_t *client = s_client_ready ();
+    zsock_t *slow = s_site_ready ("slow", "hS", 0);
+    jm_msg_t *sub = s_submit_new (s_wb, 1, 1);
+    s_task (sub, "sp0");
+    s_task (sub, "sp1");
+    sub->speculative = true;
+    char *sub_id = s_submit_ok (client, sub, 2);
+    s_credit (slow, 2);
+    uint64_t jid[2], tid[2];
+    for (int i = 0; i < 2; i++) {
+        jm_msg_t *job = s_expect (slow, JM_MSG_JOB);
+        jid[i] = job->job_id;
+        tid[i] = job->tasks.v[0].id;
+        s_job_state (slow, jid[i], "QUEUED");
+        jm_msg_destroy (&job);
+    }
+    zsock_t *fast = s_site_ready ("fast", "hF", 0);
+    s_credit (fast, 1);
+    /* no WITHDRAW: a CANCEL_JOB, and the task at the fast site at once */
+    jm_msg_t *cj = s_expect (slow, JM_MSG_CANCEL_JOB);
+    uint64_t moved = cj->job_id;
+    assert_true (moved == jid[0] || moved == jid[1]);
+    jm_msg_destroy (&cj);
+    jm_msg_t *job = s_expect (fast, JM_MSG_JOB);
+    uint64_t idx = JM_COORD_WIRE_IDX (job->tasks.v[0].id);
+    uint64_t fast_tid = job->tasks.v[0].id;
+    jm_msg_destroy (&job);
+    uint64_t slow_tid = moved == jid[0] ? tid[0] : tid[1];
+    assert_int_equal (JM_COORD_WIRE_IDX (slow_tid), idx);
+    /* the slow copy had started after all and ends first: it is taken */
+    s_task_end (slow, slow_tid, NULL, NULL, 0);
+    s_wait_state (client, sub_id, idx, "DONE");
+    jm_msg_t *st = s_status (client, sub_id);
+    assert_string_equal (st->tstats.v[idx].site, "slow");
+    jm_msg_destroy (&st);
+    /* the fast copy's late report changes nothing */
+    s_task_end (fast, fast_tid, NULL, NULL, 0);
+    zclock_sleep (200);
+    st = s_status (client, sub_id);
+    assert_string_equal (st->tstats.v[idx].state, "DONE");
+    assert_string_equal (st->tstats.v[idx].site, "slow");
+    jm_msg_destroy (&st);
+    jm_msg_t *c = jm_msg_new (JM_MSG_CANCEL);
+    jm_str_set (&c->sub_id, sub_id);
+    s_send (client, c);
+    jm_msg_t *cr = s_expect (client, JM_MSG_CANCELLED);
+    jm_msg_destroy (&cr);
+    free (sub_id);
+    zsock_destroy (&slow);
+    zsock_destroy (&fast);
+    zsock_destroy (&client);
+}
+
 int
 main (void)
 {
@@ -1920,6 +1982,7 @@ main (void)
         cmocka_unit_test (test_machine_entries),
         cmocka_unit_test (test_ratio_cap),
         cmocka_unit_test (test_withdraw_and_requeue),
+        cmocka_unit_test (test_speculative),
     };
     return cmocka_run_group_tests (tests, group_setup, group_teardown);
 }
