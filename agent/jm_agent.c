@@ -83,18 +83,18 @@ typedef struct {
     bool submitted; /* handed to the backend */
     bool running;   /* JOB_STATE RUNNING sent */
     bool cancelled;
-    bool placing;       /* files being placed by the worker */
-    bool over;          /* the job's process has ended */
-    size_t ends_queued; /* TASK_ENDs waiting for the worker */
-    jm_wfiles_t rewant; /* files whose fetch the lost connection broke:
-                           wanted again after the next WELCOME */
-    bool *ended;        /* per task index */
-    bool *started;      /* per task index: TASK_START seen */
-    zhashx_t *index;    /* "task_id" -> task index + 1 */
-    char *root;         /* the job's root (canonical; owned) */
-    int rootfd;         /* open on root, or -1 */
-    int64_t submit_ms;  /* when it was handed to the scheduler */
-    bool withdrawing;   /* the backend is withdrawing it */
+    bool placing;        /* files being placed by the worker */
+    bool over;           /* the job's process has ended */
+    size_t ends_queued;  /* TASK_ENDs waiting for the worker */
+    jm_wfiles_t rewant;  /* files whose fetch the lost connection broke:
+                            wanted again after the next WELCOME */
+    bool *ended;         /* per task index */
+    bool *started;       /* per task index: TASK_START seen */
+    zhashx_t *index;     /* "task_id" -> task index + 1 */
+    char *root;          /* the job's root (canonical; owned) */
+    int rootfd;          /* open on root, or -1 */
+    int64_t submit_ms;   /* when it was handed to the scheduler */
+    bool withdrawing;    /* the backend is withdrawing it */
     bool withdraw_asked; /* the coordinator asked for it back and the backend
                             cancels it: if a task started meanwhile, the
                             tasks it kills are not failures - the job ends
@@ -1248,8 +1248,9 @@ s_job_ended (s_job_t *job, const jm_sched_ev_t *ev)
     else
         snprintf (why, sizeof why, "job ended before the task finished (killed by signal %d)",
                   ev->job_signal);
-    bool withdrawn = job->withdraw_asked && ev->reason &&
-                     (strcmp (ev->reason, "cancelled") == 0 || strcmp (ev->reason, "withdrawn") == 0);
+    bool withdrawn =
+        job->withdraw_asked && ev->reason &&
+        (strcmp (ev->reason, "cancelled") == 0 || strcmp (ev->reason, "withdrawn") == 0);
     if (!withdrawn)
         job->withdraw_asked = false;
     if (!job->cancelled && !withdrawn)

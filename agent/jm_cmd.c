@@ -364,21 +364,7 @@ jm_cmd_start (zloop_t *loop, char *const argv[], const char *stdin_path, unsigne
     posix_spawn_file_actions_adddup2 (&fa, infd, 0);
     posix_spawn_file_actions_adddup2 (&fa, po[1], 1);
     posix_spawn_file_actions_adddup2 (&fa, pe[1], 2);
-    posix_spawnattr_init (&at);
-    sigset_t def, none;
-    sigemptyset (&none);
-    sigemptyset (&def);
-    sigaddset (&def, SIGINT);
-    sigaddset (&def, SIGTERM);
-    sigaddset (&def, SIGPIPE);
-    sigaddset (&def, SIGCHLD);
-    sigaddset (&def, SIGHUP);
-    sigaddset (&def, SIGQUIT);
-    posix_spawnattr_setsigdefault (&at, &def);
-    posix_spawnattr_setsigmask (&at, &none);
-    posix_spawnattr_setpgroup (&at, 0);
-    posix_spawnattr_setflags (&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
-                                       POSIX_SPAWN_SETPGROUP);
+    jm_cmd_spawnattr_init (&at);
     pid_t pid;
     int rc = posix_spawnp (&pid, prog, &fa, &at, argv, environ);
     posix_spawn_file_actions_destroy (&fa);
@@ -464,6 +450,26 @@ s_plain_word (const char *s)
                      *p))
             return false;
     return true;
+}
+
+void
+jm_cmd_spawnattr_init (posix_spawnattr_t *at)
+{
+    posix_spawnattr_init (at);
+    sigset_t def, none;
+    sigemptyset (&none);
+    sigemptyset (&def);
+    sigaddset (&def, SIGINT);
+    sigaddset (&def, SIGTERM);
+    sigaddset (&def, SIGPIPE);
+    sigaddset (&def, SIGCHLD);
+    sigaddset (&def, SIGHUP);
+    sigaddset (&def, SIGQUIT);
+    posix_spawnattr_setsigdefault (at, &def);
+    posix_spawnattr_setsigmask (at, &none);
+    posix_spawnattr_setpgroup (at, 0);
+    posix_spawnattr_setflags (at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
+                                      POSIX_SPAWN_SETPGROUP);
 }
 
 char *

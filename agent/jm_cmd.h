@@ -19,6 +19,7 @@
 #define JM_CMD_H
 
 #include <czmq.h>
+#include <spawn.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -52,6 +53,12 @@ jm_cmd_t *jm_cmd_start (zloop_t *loop, char *const argv[], const char *stdin_pat
 /*  Kills the command (SIGKILL), reaps it, removes it from the loop; the
     callback is not called.  *self_p is set to NULL.  Use from destroy. */
 void jm_cmd_cancel (jm_cmd_t **self_p);
+
+/*  Spawn attributes for a child of a loop-driven process: the signals
+    CZMQ and we handle reset to default, an empty signal mask, and a
+    process group of its own (so that killing the group ends what it
+    started).  The caller destroys *at. */
+void jm_cmd_spawnattr_init (posix_spawnattr_t *at);
 
 /* "sbatch --parsable /x/y" for logs (malloc'ed, words single-quoted when
    needed). */

@@ -264,18 +264,9 @@ s_uint (s_ctx_t *ctx, const jm_ynode_t *v, const char *field, uint64_t min, uint
 static int
 s_bool (s_ctx_t *ctx, const jm_ynode_t *v, const char *field, bool *out)
 {
-    static const char *yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
-    static const char *no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
-    if (!v || jm_ynode_is_null (v))
+    if (!v || jm_ynode_is_null (v) || jm_ynode_bool (v, out) == 0)
         return 0;
     char show[128];
-    if (v->type == JM_Y_SCALAR && !v->quoted)
-        for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
-            if (strcmp (v->value, yes[i]) == 0)
-                return *out = true, 0;
-            if (strcmp (v->value, no[i]) == 0)
-                return *out = false, 0;
-        }
     return s_fail (ctx, v->line, field, "must be true or false, not %s%s%s%s", s_kind (v),
                    v->type == JM_Y_SCALAR ? " '" : "",
                    v->type == JM_Y_SCALAR ? s_show (v->value, show, sizeof show) : "",

@@ -122,17 +122,8 @@ s_get_str (jm_sctx_t *ctx, const jm_ynode_t *v, int line, const char *what, cons
 static int
 s_get_bool (jm_sctx_t *ctx, const jm_ynode_t *v, const char *what, bool *out)
 {
-    static const char *yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
-    static const char *no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
-    if (!v || jm_ynode_is_null (v))
+    if (!v || jm_ynode_is_null (v) || jm_ynode_bool (v, out) == 0)
         return 0;
-    if (v->type == JM_Y_SCALAR && !v->quoted)
-        for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
-            if (strcmp (v->value, yes[i]) == 0)
-                return *out = true, 0;
-            if (strcmp (v->value, no[i]) == 0)
-                return *out = false, 0;
-        }
     if (v->type != JM_Y_SCALAR)
         return s_fail (ctx, v->line, what, "must be true or false, not a %s",
                        v->type == JM_Y_MAP ? "map" : "list");

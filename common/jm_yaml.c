@@ -329,3 +329,19 @@ jm_ynode_is_null (const jm_ynode_t *self)
     return !*v || strcmp (v, "~") == 0 || strcmp (v, "null") == 0 || strcmp (v, "Null") == 0 ||
            strcmp (v, "NULL") == 0;
 }
+
+int
+jm_ynode_bool (const jm_ynode_t *self, bool *out)
+{
+    static const char *yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+    static const char *no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+    if (!self || self->type != JM_Y_SCALAR || self->quoted)
+        return -1;
+    for (size_t i = 0; i < sizeof yes / sizeof *yes; i++) {
+        if (strcmp (self->value, yes[i]) == 0)
+            return *out = true, 0;
+        if (strcmp (self->value, no[i]) == 0)
+            return *out = false, 0;
+    }
+    return -1;
+}

@@ -30,5 +30,9 @@ void jm_ynode_destroy (jm_ynode_t **self_p);
 const jm_ynode_t *jm_ynode_get (const jm_ynode_t *self, const char *key);
 /* True for a plain scalar null (~, null, empty) */
 bool jm_ynode_is_null (const jm_ynode_t *self);
+/* A boolean: an unquoted YAML 1.1 word (true/yes/on, false/no/off, in
+   lower, Title or UPPER case) or JSON true/false.  0 and *out set, or -1
+   (not a boolean; *out untouched). */
+int jm_ynode_bool (const jm_ynode_t *self, bool *out);
 
 #endif

@@ -69,17 +69,17 @@ typedef struct {
     uint64_t max_jobs, cores, gpus; /* capacity (HELLO) */
     /* newest LOAD figures */
     uint64_t running, queued, free_slots, done_1m, wait_ms;
-    char *peer_key;                 /* current session, NULL if none */
+    char *peer_key; /* current session, NULL if none */
     zframe_t *rid;
     uint64_t credit;
     size_t outstanding;
-    size_t promised;   /* credit promised to work being withdrawn elsewhere */
-    int64_t last_seen; /* monotonic ms; 0 = not this run */
+    size_t promised;     /* credit promised to work being withdrawn elsewhere */
+    int64_t last_seen;   /* monotonic ms; 0 = not this run */
     int64_t seen_before; /* unix ms of the last contact in an earlier run, 0 none */
-    int64_t lost_since; /* ms, while lost */
+    int64_t lost_since;  /* ms, while lost */
     bool lost;
-    bool requeued;   /* lost long enough: its work went to other sites */
-    bool drained;    /* gets no new jobs (kept in SQLite) */
+    bool requeued; /* lost long enough: its work went to other sites */
+    bool drained;  /* gets no new jobs (kept in SQLite) */
     /* after giving work back: no tasks of this submission until then */
     const jm_csub_t *gave_back;
     int64_t gave_back_until;
@@ -93,9 +93,9 @@ typedef struct {
     uint32_t *idx;
     size_t n;
     bool finished;
-    int32_t machine;   /* machine entry index, -1 none */
-    int64_t sent_ms;   /* when the JOB left */
-    bool started;      /* a task of it started (or the site refused a withdrawal) */
+    int32_t machine;    /* machine entry index, -1 none */
+    int64_t sent_ms;    /* when the JOB left */
+    bool started;       /* a task of it started (or the site refused a withdrawal) */
     char *withdraw_for; /* WITHDRAW sent: the site its credit was promised to */
 } job_t;
 
@@ -190,8 +190,8 @@ typedef struct {
     char allowed_dir[JM_PATH_MAX];
     struct timespec allowed_mtime;
     uint64_t next_job_id;
-    bool rebalance;             /* look for work to withdraw at the end of the pass */
-    jm_tunnels_t *tunnels;      /* ssh tunnels to login nodes, or NULL */
+    bool rebalance;           /* look for work to withdraw at the end of the pass */
+    jm_tunnels_t *tunnels;    /* ssh tunnels to login nodes, or NULL */
     uint64_t job_id_reserved; /* job ids up to this are reserved in meta */
     size_t results_waiting;   /* result files waiting for their site */
     bool progress_dirty;
@@ -584,10 +584,10 @@ s_sub_needs (jm_csub_t *sub)
     if (sub->need_known)
         return;
     for (size_t i = 0; i <= sub->machines.n; i++) {
-        const char *json = i < sub->machines.n && sub->machines.v[i].resources &&
-                                   *sub->machines.v[i].resources
-                               ? sub->machines.v[i].resources
-                               : sub->resources;
+        const char *json =
+            i < sub->machines.n && sub->machines.v[i].resources && *sub->machines.v[i].resources
+                ? sub->machines.v[i].resources
+                : sub->resources;
         sub->m_cpu[i] = sub->m_gpu[i] = 0;
         if (!json || !*json)
             continue;
@@ -819,7 +819,8 @@ s_rebalance (coord_t *self)
         if (!slow || !slow->rid || slow->lost)
             continue;
         site_t *free_site = NULL;
-        for (site_t *s = zhashx_first (self->sites); s && !free_site; s = zhashx_next (self->sites)) {
+        for (site_t *s = zhashx_first (self->sites); s && !free_site;
+             s = zhashx_next (self->sites)) {
             size_t room;
             if (s != slow && s_site_open (s) && s->credit > s->promised &&
                 s_pick_machine (s, sub, &room) >= -1)
@@ -871,7 +872,6 @@ s_withdraw_settle (coord_t *self, job_t *job)
     free (job->withdraw_for);
     job->withdraw_for = NULL;
 }
-
 
 /* ------------------------------------------------------- result files */
 
@@ -1649,9 +1649,8 @@ s_on_job_state (coord_t *self, peer_t *peer, site_t *site, jm_msg_t *msg)
            site none of it back for a while */
         site->gave_back = sub;
         site->gave_back_until = jm_now_ms () + 5 * (int64_t)self->cfg->heartbeat_ms;
-        site_t *to = job->withdraw_for
-                         ? (site_t *)zhashx_lookup (self->sites, job->withdraw_for)
-                         : NULL;
+        site_t *to =
+            job->withdraw_for ? (site_t *)zhashx_lookup (self->sites, job->withdraw_for) : NULL;
         s_job_finish (self, job, "WITHDRAWN");
         while (to && s_site_open (to) && to->credit > 0 && jm_csub_has_pending (sub)) {
             size_t room;
@@ -1948,8 +1947,8 @@ s_site_back (coord_t *self, site_t *site)
         s_send (self, site->rid, &cj);
     }
     if (site->cancel_on_return.n)
-        jm_info ("site %s is back: cancelling %zu jobs whose tasks went to other sites",
-                 site->name, site->cancel_on_return.n);
+        jm_info ("site %s is back: cancelling %zu jobs whose tasks went to other sites", site->name,
+                 site->cancel_on_return.n);
     free (site->cancel_on_return.v);
     site->cancel_on_return = (jm_u64s_t){0};
 }
@@ -2103,8 +2102,8 @@ s_check_submit (coord_t *self, const jm_msg_t *msg, char *err, size_t errlen)
                 return jm_err (err, errlen, "SUBMIT: machine entry '%s' appears twice", name);
         if (m->site && *m->site && !s_name_ok (m->site))
             return jm_err (err, errlen,
-                           "SUBMIT: machine entry '%s': site '%s' must match [A-Za-z0-9._-]+",
-                           name, m->site);
+                           "SUBMIT: machine entry '%s': site '%s' must match [A-Za-z0-9._-]+", name,
+                           m->site);
         if (m->root && *m->root && m->root[0] != '/')
             return jm_err (err, errlen,
                            "SUBMIT: machine entry '%s': remote_root '%s' is not an absolute path",
@@ -2422,8 +2421,8 @@ s_tunnel_site (coord_t *self, const char *name)
 }
 
 static void
-s_on_site_row (void *arg, const char *name, const char *scheduler, uint64_t slots,
-               const char *host, bool drained, int64_t last_seen)
+s_on_site_row (void *arg, const char *name, const char *scheduler, uint64_t slots, const char *host,
+               bool drained, int64_t last_seen)
 {
     coord_t *self = (coord_t *)arg;
     site_t *site = s_tunnel_site (self, name);
@@ -2785,9 +2784,8 @@ s_on_heartbeat (zloop_t *loop, int timer_id, void *arg)
     coord_t *self = (coord_t *)arg;
     int64_t now = jm_now_ms ();
     int64_t limit = 3 * (int64_t)self->cfg->heartbeat_ms;
-    int64_t requeue_after = self->cfg->requeue_after_ms
-                                ? (int64_t)self->cfg->requeue_after_ms
-                                : 10 * (int64_t)self->cfg->heartbeat_ms;
+    int64_t requeue_after = self->cfg->requeue_after_ms ? (int64_t)self->cfg->requeue_after_ms
+                                                        : 10 * (int64_t)self->cfg->heartbeat_ms;
     for (site_t *s = zhashx_first (self->sites); s; s = zhashx_next (self->sites)) {
         if (s->rid && !s->lost && now - s->last_seen > limit) {
             char why[128];
@@ -2986,8 +2984,8 @@ s_tunnels_start (coord_t *self, const char *bind, int port)
 {
     char err[2048];
     char *notices = NULL;
-    jm_machines_t *machines = jm_machines_load (self->cfg->tunnel_machines,
-                                                self->cfg->tunnel_prefix, &notices, err, sizeof err);
+    jm_machines_t *machines = jm_machines_load (
+        self->cfg->tunnel_machines, self->cfg->tunnel_prefix, &notices, err, sizeof err);
     free (notices); /* the SSH notice does not apply: ssh is what we use here */
     if (!machines) {
         jm_error ("%s/config.yml: tunnel_machines: %s", self->home, err);

@@ -332,21 +332,7 @@ s_spawn (s_tunnel_t *t)
     posix_spawn_file_actions_addopen (&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen (&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2 (&fa, pe[1], 2);
-    posix_spawnattr_init (&at);
-    sigset_t def, none;
-    sigemptyset (&none);
-    sigemptyset (&def);
-    sigaddset (&def, SIGINT);
-    sigaddset (&def, SIGTERM);
-    sigaddset (&def, SIGPIPE);
-    sigaddset (&def, SIGCHLD);
-    sigaddset (&def, SIGHUP);
-    sigaddset (&def, SIGQUIT);
-    posix_spawnattr_setsigdefault (&at, &def);
-    posix_spawnattr_setsigmask (&at, &none);
-    posix_spawnattr_setpgroup (&at, 0);
-    posix_spawnattr_setflags (&at, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK |
-                                       POSIX_SPAWN_SETPGROUP);
+    jm_cmd_spawnattr_init (&at);
     pid_t pid = 0;
     int rc = posix_spawnp (&pid, t->argv.v[0], &fa, &at, t->argv.v, environ);
     posix_spawn_file_actions_destroy (&fa);

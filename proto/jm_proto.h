@@ -124,12 +124,12 @@ typedef struct {
 
 /* A machine entry of a submission (thkit MACHINE.yml / dpdispatcher). */
 typedef struct {
-    char *name;      /* entry key, e.g. "dft_1" */
-    char *site;      /* explicit site: key, or "" */
-    char *host;      /* remote_profile.hostname, or "" */
-    char *command;   /* substituted for {command} in task commands */
-    char *root;      /* remote_root, or "" (the agent's root) */
-    char *resources; /* canonical JSON, or "" (the submission's) */
+    char *name;           /* entry key, e.g. "dft_1" */
+    char *site;           /* explicit site: key, or "" */
+    char *host;           /* remote_profile.hostname, or "" */
+    char *command;        /* substituted for {command} in task commands */
+    char *root;           /* remote_root, or "" (the agent's root) */
+    char *resources;      /* canonical JSON, or "" (the submission's) */
     uint64_t submit_size; /* 0 = no cap */
     uint64_t ratio;       /* work_load_ratio * 1e6; 0 = no cap */
 } jm_wmachine_t;

@@ -1563,8 +1563,8 @@ s_site_ready (const char *name, const char *host, uint64_t cores)
 }
 
 static jm_wmachine_t *
-s_machine (jm_msg_t *sub, const char *name, const char *site, const char *host,
-           const char *command, const char *root)
+s_machine (jm_msg_t *sub, const char *name, const char *site, const char *host, const char *command,
+           const char *root)
 {
     jm_wmachine_t *m = jm_wmachines_push (&sub->machines);
     m->name = strdup (name);
