@@ -1540,6 +1540,19 @@ test_cancel_while_placing (void **state)
     zsock_destroy (&client);
 }
 
+/* CANCEL sub_id (frees it) and wait for CANCELLED. */
+static void
+s_cancel_sub (zsock_t *client, char **sub_id_p)
+{
+    jm_msg_t *c = jm_msg_new (JM_MSG_CANCEL);
+    jm_str_set (&c->sub_id, *sub_id_p);
+    s_send (client, c);
+    jm_msg_t *cr = s_expect (client, JM_MSG_CANCELLED);
+    jm_msg_destroy (&cr);
+    free (*sub_id_p);
+    *sub_id_p = NULL;
+}
+
 /* ------------------------------------------------------ multi-site fleet */
 
 /* An agent session for site name on host, with the given capacity. */
@@ -1759,12 +1772,7 @@ test_machine_entries (void **state)
     assert_non_null (strstr (e->reason, "machine entry 'm1' has no 'command'"));
     jm_msg_destroy (&e);
 
-    jm_msg_t *c = jm_msg_new (JM_MSG_CANCEL);
-    jm_str_set (&c->sub_id, sub_id);
-    s_send (client, c);
-    jm_msg_t *cr = s_expect (client, JM_MSG_CANCELLED);
-    jm_msg_destroy (&cr);
-    free (sub_id);
+    s_cancel_sub (client, &sub_id);
     zsock_destroy (&a);
     zsock_destroy (&client);
 }
@@ -1800,12 +1808,7 @@ test_ratio_cap (void **state)
         jm_msg_destroy (&job);
     }
     s_expect_nothing (b, 300);
-    jm_msg_t *c = jm_msg_new (JM_MSG_CANCEL);
-    jm_str_set (&c->sub_id, sub_id);
-    s_send (client, c);
-    jm_msg_t *cr = s_expect (client, JM_MSG_CANCELLED);
-    jm_msg_destroy (&cr);
-    free (sub_id);
+    s_cancel_sub (client, &sub_id);
     zsock_destroy (&a);
     zsock_destroy (&b);
     zsock_destroy (&client);
@@ -1952,12 +1955,7 @@ test_speculative (void **state)
     assert_string_equal (st->tstats.v[idx].state, "DONE");
     assert_string_equal (st->tstats.v[idx].site, "slow");
     jm_msg_destroy (&st);
-    jm_msg_t *c = jm_msg_new (JM_MSG_CANCEL);
-    jm_str_set (&c->sub_id, sub_id);
-    s_send (client, c);
-    jm_msg_t *cr = s_expect (client, JM_MSG_CANCELLED);
-    jm_msg_destroy (&cr);
-    free (sub_id);
+    s_cancel_sub (client, &sub_id);
     zsock_destroy (&slow);
     zsock_destroy (&fast);
     zsock_destroy (&client);
