@@ -1555,6 +1555,22 @@ s_cancel_sub (zsock_t *client, char **sub_id_p)
 
 /* ------------------------------------------------------ multi-site fleet */
 
+static void s_job_state (zsock_t *agent, uint64_t job_id, const char *state);
+
+/* Credit 2 at agent: two one-task jobs arrive; both are reported QUEUED. */
+static void
+s_two_queued (zsock_t *agent, uint64_t jid[2], uint64_t tid[2])
+{
+    s_credit (agent, 2);
+    for (int i = 0; i < 2; i++) {
+        jm_msg_t *job = s_expect (agent, JM_MSG_JOB);
+        jid[i] = job->job_id;
+        tid[i] = job->tasks.v[0].id;
+        s_job_state (agent, jid[i], "QUEUED");
+        jm_msg_destroy (&job);
+    }
+}
+
 /* An agent session for site name on host, with the given capacity. */
 static zsock_t *
 s_site_ready (const char *name, const char *host, uint64_t cores)
@@ -1836,15 +1852,8 @@ test_withdraw_and_requeue (void **state)
     s_task (sub, "w0");
     s_task (sub, "w1");
     char *sub_id = s_submit_ok (client, sub, 2);
-    s_credit (slow, 2);
     uint64_t jid[2], tid[2];
-    for (int i = 0; i < 2; i++) {
-        jm_msg_t *job = s_expect (slow, JM_MSG_JOB);
-        jid[i] = job->job_id;
-        tid[i] = job->tasks.v[0].id;
-        s_job_state (slow, jid[i], "QUEUED");
-        jm_msg_destroy (&job);
-    }
+    s_two_queued (slow, jid, tid);
     /* one of them starts */
     jm_msg_t *ts = jm_msg_new (JM_MSG_TASK_STARTED);
     jm_u64s_push (&ts->ids, tid[1]);
@@ -1920,15 +1929,8 @@ test_speculative (void **state)
     s_task (sub, "sp1");
     sub->speculative = true;
     char *sub_id = s_submit_ok (client, sub, 2);
-    s_credit (slow, 2);
     uint64_t jid[2], tid[2];
-    for (int i = 0; i < 2; i++) {
-        jm_msg_t *job = s_expect (slow, JM_MSG_JOB);
-        jid[i] = job->job_id;
-        tid[i] = job->tasks.v[0].id;
-        s_job_state (slow, jid[i], "QUEUED");
-        jm_msg_destroy (&job);
-    }
+    s_two_queued (slow, jid, tid);
     zsock_t *fast = s_site_ready ("fast", "hF", 0);
     s_credit (fast, 1);
     /* no WITHDRAW: a CANCEL_JOB, and the task at the fast site at once */
