@@ -88,10 +88,9 @@
     X (HEARTBEAT, "A <-> K", 0)                                                                    \
     /* agent: pull-based work */                                                                   \
     X (CREDIT, "A -> K", F (credit))                                                               \
-    X (LOAD, "A -> K",                                                                             \
-       F (running) | F (queued) | F (free_slots) | F (done_1m) | F (wait_ms))                      \
+    X (LOAD, "A -> K", F (running) | F (queued) | F (free_slots) | F (done_1m) | F (wait_ms))      \
     X (JOB, "K -> A",                                                                              \
-       F (job_id) | F (sub_id) | F (para_deg) | F (resources) | F (root) | F (common) | F (tasks))  \
+       F (job_id) | F (sub_id) | F (para_deg) | F (resources) | F (root) | F (common) | F (tasks)) \
     X (JOB_STATE, "A -> K", F (job_id) | F (state) | F (reason))                                   \
     X (TASK_STARTED, "A -> K", F (ids))                                                            \
     X (TASK_END, "A -> K", F (task_id) | F (exit_code) | F (files) | F (reason))                   \
