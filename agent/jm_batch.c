@@ -873,7 +873,7 @@ s_on_cancel_timer (zloop_t *loop, int timer_id, void *arg)
         return 0;
     }
     jm_argv_t argv = {0};
-    self->d->cancel_argv ((const char *const *)run->sids, run->nsids, &argv);
+    jm_batch_cancel_argv (self->d, (const char *const *)run->sids, run->nsids, &argv);
     char err[1024];
     if (s_run_start (self, run, &argv, NULL, err, sizeof err) != 0) {
         jm_warn ("cannot cancel %zu %s job(s): %s (trying again at the next poll)", run->nsids,
@@ -1234,7 +1234,7 @@ jm_batch_create (const jm_batch_dialect_t *dialect, const jm_sched_opts_t *opts,
 {
     assert (dialect && dialect->name && dialect->submit_prog && dialect->header &&
             dialect->submit_argv && dialect->parse_submit && dialect->query_argv &&
-            dialect->parse_query && dialect->cancel_argv);
+            dialect->parse_query && dialect->cancel_prog);
     assert (!dialect->array_index_var || dialect->element_id);
     assert (!dialect->final_argv || dialect->parse_final);
     if (!opts || !opts->loop || !opts->event) {

@@ -131,8 +131,9 @@ typedef struct {
     int (*parse_final) (int status, const char *out, const char *errout, jm_batch_seen_fn *seen,
                         void *arg, char *err, size_t errlen);
 
-    /* ONE command cancelling all of sids. */
-    void (*cancel_argv) (const char *const *sids, size_t n, jm_argv_t *argv);
+    /* ONE command cancelling all of sids: cancel_prog followed by the
+       sids (jm_batch_cancel_argv). */
+    const char *cancel_prog;
 } jm_batch_dialect_t;
 
 /* The backend operations (jm_sched.h) over a dialect. */
@@ -172,8 +173,9 @@ bool jm_batch_says (const char *text, const char *const *phrases);
 bool jm_batch_base_is_new (const char *const *sids, size_t i, const char *stop, size_t *len);
 /* Adds the base of each of sids to argv, each base once, in order. */
 void jm_batch_argv_add_bases (jm_argv_t *argv, const char *const *sids, size_t n, const char *stop);
-/* Adds each of sids to argv as it is. */
-void jm_batch_argv_add_all (jm_argv_t *argv, const char *const *sids, size_t n);
+/* The dialect's cancel command for sids: cancel_prog, then each sid. */
+void jm_batch_cancel_argv (const jm_batch_dialect_t *dialect, const char *const *sids, size_t n,
+                           jm_argv_t *argv);
 
 /* Defines `const jm_sched_backend_t jm_sched_<ident>` for a dialect. */
 #define JM_BATCH_BACKEND(ident, dialect)                                                           \

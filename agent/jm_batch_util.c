@@ -76,8 +76,10 @@ jm_batch_argv_add_bases (jm_argv_t *argv, const char *const *sids, size_t n, con
 }
 
 void
-jm_batch_argv_add_all (jm_argv_t *argv, const char *const *sids, size_t n)
+jm_batch_cancel_argv (const jm_batch_dialect_t *dialect, const char *const *sids, size_t n,
+                      jm_argv_t *argv)
 {
+    jm_argv_add (argv, dialect->cancel_prog);
     for (size_t i = 0; i < n; i++)
         jm_argv_add (argv, sids[i]);
 }

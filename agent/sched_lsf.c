@@ -432,15 +432,6 @@ s_parse_query (int status, const char *out, const char *errout, jm_batch_seen_fn
     return s_parse_bjobs (status, out, errout, seen, arg, err, errlen);
 }
 
-/* ---------------------------------------------------------------- cancel */
-
-static void
-s_cancel_argv (const char *const *sids, size_t n, jm_argv_t *argv)
-{
-    jm_argv_add (argv, "bkill");
-    jm_batch_argv_add_all (argv, sids, n);
-}
-
 /* Not static: tests/test_sched_lsf.c reaches the pure functions through it. */
 const jm_batch_dialect_t jm_batch_lsf_dialect = {
     .name = "lsf",
@@ -456,7 +447,7 @@ const jm_batch_dialect_t jm_batch_lsf_dialect = {
     .parse_query = s_parse_query,
     .final_argv = NULL,
     .parse_final = NULL,
-    .cancel_argv = s_cancel_argv,
+    .cancel_prog = "bkill",
 };
 
 JM_BATCH_BACKEND (lsf, jm_batch_lsf_dialect);

@@ -265,7 +265,7 @@ s_element_id (const char *base, size_t idx, char *out, size_t outlen)
 }
 
 /* ------------------------------------------------------------------ */
-/* Query, cancel                                                       */
+/* Query                                                               */
 
 /* Element ids "N[i].srv" become their array "N[].srv" once (qstat -t
    lists its subjobs); other ids as they are. */
@@ -309,13 +309,6 @@ s_torque_query_argv (const char *user, const char *const *sids, size_t n, jm_arg
     jm_argv_add (argv, "-f");
     jm_argv_add (argv, "-t");
     s_add_ids (sids, n, argv);
-}
-
-static void
-s_cancel_argv (const char *const *sids, size_t n, jm_argv_t *argv)
-{
-    jm_argv_add (argv, "qdel");
-    jm_batch_argv_add_all (argv, sids, n);
 }
 
 /* ------------------------------------------------------------------ */
@@ -768,7 +761,7 @@ const jm_batch_dialect_t jm_pbs_dialect = {
        verdict or not at all */
     .final_argv = s_pbspro_query_argv,
     .parse_final = s_pbspro_parse_final,
-    .cancel_argv = s_cancel_argv,
+    .cancel_prog = "qdel",
 };
 
 /* Torque has no history command besides tracejob (root, server logs):
@@ -787,7 +780,7 @@ const jm_batch_dialect_t jm_torque_dialect = {
     .parse_query = s_torque_parse_query,
     .final_argv = NULL,
     .parse_final = NULL,
-    .cancel_argv = s_cancel_argv,
+    .cancel_prog = "qdel",
 };
 
 JM_BATCH_BACKEND (pbs, jm_pbs_dialect);

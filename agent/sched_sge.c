@@ -566,15 +566,6 @@ fail:
     return -1;
 }
 
-/* ---------------------------------------------------------------- cancel */
-
-static void
-s_cancel_argv (const char *const *sids, size_t n, jm_argv_t *argv)
-{
-    jm_argv_add (argv, "qdel");
-    jm_batch_argv_add_all (argv, sids, n);
-}
-
 /* Not static: tests/test_sched_sge.c replays captured output through it. */
 const jm_batch_dialect_t jm_sge_dialect = {
     .name = "sge",
@@ -590,7 +581,7 @@ const jm_batch_dialect_t jm_sge_dialect = {
     .parse_query = s_parse_query,
     .final_argv = s_final_argv,
     .parse_final = s_parse_final,
-    .cancel_argv = s_cancel_argv,
+    .cancel_prog = "qdel",
 };
 
 JM_BATCH_BACKEND (sge, jm_sge_dialect);

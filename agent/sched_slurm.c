@@ -541,13 +541,6 @@ s_parse_final (int status, const char *out, const char *errout, jm_batch_seen_fn
     return 0;
 }
 
-static void
-s_cancel_argv (const char *const *sids, size_t n, jm_argv_t *argv)
-{
-    jm_argv_add (argv, "scancel");
-    jm_batch_argv_add_all (argv, sids, n);
-}
-
 /* Not static: tests/test_sched_slurm.c declares it to test the dialect
    on captured output. */
 const jm_batch_dialect_t jm_slurm_dialect = {
@@ -564,7 +557,7 @@ const jm_batch_dialect_t jm_slurm_dialect = {
     .parse_query = s_parse_query,
     .final_argv = s_final_argv,
     .parse_final = s_parse_final,
-    .cancel_argv = s_cancel_argv,
+    .cancel_prog = "scancel",
 };
 
 JM_BATCH_BACKEND (slurm, jm_slurm_dialect);

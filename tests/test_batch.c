@@ -220,14 +220,6 @@ s_parse_final (int status, const char *out, const char *errout, jm_batch_seen_fn
     return s_parse_lines (status, out, seen, arg, true, err, errlen);
 }
 
-static void
-s_cancel_argv (const char *const *sids, size_t n, jm_argv_t *argv)
-{
-    jm_argv_add (argv, "fakecancel");
-    for (size_t i = 0; i < n; i++)
-        jm_argv_add (argv, sids[i]);
-}
-
 static const jm_batch_dialect_t s_fake = {
     .name = "fake",
     .submit_prog = "fakesub",
@@ -242,7 +234,7 @@ static const jm_batch_dialect_t s_fake = {
     .parse_query = s_parse_query,
     .final_argv = s_final_argv,
     .parse_final = s_parse_final,
-    .cancel_argv = s_cancel_argv,
+    .cancel_prog = "fakecancel",
 };
 
 /* The same without arrays and without a final query. */
@@ -255,7 +247,7 @@ static const jm_batch_dialect_t s_fake_plain = {
     .element_id = s_element_id,
     .query_argv = s_query_argv,
     .parse_query = s_parse_query,
-    .cancel_argv = s_cancel_argv,
+    .cancel_prog = "fakecancel",
 };
 
 /* --- harness --------------------------------------------------------------- */

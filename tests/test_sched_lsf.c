@@ -176,7 +176,7 @@ test_query_argv (void **state)
     jm_argv_clear (&a);
 
     const char *k[] = {"100", "101[7]"};
-    D->cancel_argv (k, 2, &a);
+    jm_batch_cancel_argv (D, k, 2, &a);
     s = jm_test_argv_join (&a);
     assert_string_equal (s, "bkill 100 101[7]");
     free (s);

@@ -244,10 +244,10 @@ test_query_cancel_argv (void **state)
     jm_test_argv_check (&a, (const char *[]){"qstat", "-f", "-x", "-t", "11.s", NULL});
     jm_argv_clear (&a);
     assert_null (T->final_argv); /* Torque: keep_completed, no history */
-    P->cancel_argv (sids, 3, &a);
+    jm_batch_cancel_argv (P, sids, 3, &a);
     jm_test_argv_check (&a, (const char *[]){"qdel", "10[1].s", "10[2].s", "11.s", NULL});
     jm_argv_clear (&a);
-    T->cancel_argv (sids + 2, 1, &a);
+    jm_batch_cancel_argv (T, sids + 2, 1, &a);
     jm_test_argv_check (&a, (const char *[]){"qdel", "11.s", NULL});
     jm_argv_clear (&a);
 }

@@ -267,7 +267,7 @@ test_argv (void **state)
     jm_argv_clear (&a);
 
     /* qdel took "93.1 92 999999" at once (and deleted what existed) */
-    D->cancel_argv (sids, 4, &a);
+    jm_batch_cancel_argv (D, sids, 4, &a);
     assert_int_equal (a.n, 5);
     assert_string_equal (a.v[0], "qdel");
     assert_string_equal (a.v[1], "63.1");

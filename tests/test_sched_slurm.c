@@ -256,7 +256,7 @@ test_query_argv (void **state)
     jm_argv_clear (&a);
 
     jm_argv_t c = {0};
-    D->cancel_argv (sids, 3, &c);
+    jm_batch_cancel_argv (D, sids, 3, &c);
     assert_int_equal (c.n, 4);
     assert_string_equal (c.v[0], "scancel");
     assert_string_equal (c.v[1], "5");
