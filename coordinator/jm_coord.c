@@ -95,7 +95,7 @@ typedef struct {
     bool finished;
     int32_t machine;    /* machine entry index, -1 none */
     int64_t sent_ms;    /* when the JOB left */
-    bool started;       /* a task of it started (or the site refused a withdrawal) */
+    bool started;       /* s_rebalance saw a task of it past QUEUED */
     char *withdraw_for; /* WITHDRAW sent: the site its credit was promised to */
 } job_t;
 
@@ -486,6 +486,10 @@ s_task_set (coord_t *self, jm_ctask_t *t, jm_task_state_t to)
     }
     t->state = to;
     if (to == JM_TASK_PENDING) {
+        /* given back: no longer assigned to a site or job (reports of
+           that job are ignored from now) */
+        s_set (&t->site, "");
+        t->job_id = 0;
         jm_csub_pending_push (sub, t->idx);
         self->rebalance = true;
     }
@@ -754,22 +758,27 @@ s_pick_sub (coord_t *self, site_t *site, int *machine_p, size_t *room_p)
     return NULL;
 }
 
+/* Jobs for site while it has credit and there is work it may take. */
+static void
+s_fill_site (coord_t *self, site_t *site)
+{
+    while (s_site_open (site) && site->credit > 0) {
+        int machine;
+        size_t room;
+        jm_csub_t *sub = s_pick_sub (self, site, &machine, &room);
+        if (!sub)
+            break;
+        s_send_job (self, site, sub, machine, room);
+    }
+}
+
 static void
 s_dispatch (coord_t *self)
 {
     bool spare = false;
     for (site_t *site = zhashx_first (self->sites); site; site = zhashx_next (self->sites)) {
-        if (!s_site_open (site))
-            continue;
-        while (site->credit > 0) {
-            int machine;
-            size_t room;
-            jm_csub_t *sub = s_pick_sub (self, site, &machine, &room);
-            if (!sub)
-                break;
-            s_send_job (self, site, sub, machine, room);
-        }
-        if (site->credit > site->promised)
+        s_fill_site (self, site);
+        if (s_site_open (site) && site->credit > site->promised)
             spare = true;
     }
     if (spare)
@@ -1637,11 +1646,8 @@ s_on_job_state (coord_t *self, peer_t *peer, site_t *site, jm_msg_t *msg)
             /* RUNNING too: a task that started just before the site's
                cancel was killed by it, on our request */
             if (t->job_id == job->id && jm_ctask_state_out (t->state) &&
-                s_task_set (self, t, JM_TASK_PENDING) == 0) {
-                s_set (&t->site, "");
-                t->job_id = 0;
+                s_task_set (self, t, JM_TASK_PENDING) == 0)
                 n++;
-            }
         }
         jm_info ("site %s gave job %" PRIu64 " back: %zu tasks of %s pending again", site->name,
                  job->id, n, sub->id);
@@ -1652,20 +1658,13 @@ s_on_job_state (coord_t *self, peer_t *peer, site_t *site, jm_msg_t *msg)
         site_t *to =
             job->withdraw_for ? (site_t *)zhashx_lookup (self->sites, job->withdraw_for) : NULL;
         s_job_finish (self, job, "WITHDRAWN");
-        while (to && s_site_open (to) && to->credit > 0 && jm_csub_has_pending (sub)) {
-            size_t room;
-            int m = s_pick_machine (to, sub, &room);
-            if (m < -1)
-                break;
-            s_send_job (self, to, sub, m, room);
-        }
+        if (to)
+            s_fill_site (self, to);
         s_dispatch (self);
         return;
     }
-    if (strcmp (st, "RUNNING") == 0) {
-        job->started = true;
-        s_withdraw_settle (self, job);
-    }
+    if (strcmp (st, "RUNNING") == 0)
+        s_withdraw_settle (self, job); /* a refused WITHDRAW, or a start */
     if (strcmp (st, "QUEUED") == 0 || strcmp (st, "RUNNING") == 0) {
         jm_task_state_t to = st[0] == 'Q' ? JM_TASK_QUEUED : JM_TASK_RUNNING;
         for (size_t i = 0; i < job->n; i++) {
@@ -1712,9 +1711,6 @@ s_on_task_started (coord_t *self, site_t *site, jm_msg_t *msg)
         }
         if (t->state == JM_TASK_STAGING || t->state == JM_TASK_QUEUED)
             s_task_set (self, t, JM_TASK_RUNNING);
-        job_t *job = s_job_lookup (self, JM_COORD_WIRE_JOB (msg->ids.v[i]));
-        if (job)
-            job->started = true;
     }
 }
 
@@ -1923,11 +1919,8 @@ s_site_requeue (coord_t *self, site_t *site)
                 jm_xfer_forget (self->xfer, t);
                 s_results_clear (self, t);
             }
-            if (s_task_set (self, t, JM_TASK_PENDING) == 0) {
-                s_set (&t->site, "");
-                t->job_id = 0;
+            if (s_task_set (self, t, JM_TASK_PENDING) == 0)
                 n++;
-            }
         }
     }
     jm_warn ("site %s lost for %" PRId64 " ms: %zu of its tasks are pending again for other "
@@ -2371,8 +2364,6 @@ s_on_cancel (coord_t *self, peer_t *peer, jm_msg_t *msg)
     s_queue_ack (self, peer->rid, reply);
 }
 
-static site_t *s_tunnel_site (coord_t *self, const char *name);
-
 static void
 s_site_record (coord_t *self, jm_wsites_t *list, const site_t *site)
 {
@@ -2446,10 +2437,6 @@ s_on_sites (coord_t *self, peer_t *peer, jm_msg_t *msg)
 {
     jm_msg_t *reply = jm_msg_new (JM_MSG_SITES_REPLY);
     const char *want = msg->name ? msg->name : "";
-    /* sites a tunnel is kept for appear before their agent ever came */
-    if (self->tunnels)
-        for (size_t i = 0; i < jm_tunnels_size (self->tunnels); i++)
-            s_tunnel_site (self, jm_tunnels_site (self->tunnels, i));
     size_t n = zhashx_size (self->sites), k = 0;
     site_t **v = calloc (n ? n : 1, sizeof (site_t *));
     assert (v);
