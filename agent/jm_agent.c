@@ -236,12 +236,19 @@ s_hello (s_agent_t *self)
 /* ------------------------------------------------------------------ */
 /* Live figures (LOAD) */
 
+/* Drops task ends older than 60 s from the window. */
+static void
+s_done_prune (s_agent_t *self, int64_t now)
+{
+    while (self->done_lo < self->done_hi && self->done[self->done_lo] < now - 60000)
+        self->done_lo++;
+}
+
 static void
 s_note_task_end (s_agent_t *self)
 {
     int64_t now = jm_now_ms ();
-    while (self->done_lo < self->done_hi && self->done[self->done_lo] < now - 60000)
-        self->done_lo++;
+    s_done_prune (self, now);
     if (self->done_hi == self->done_cap) {
         size_t n = self->done_hi - self->done_lo;
         if (self->done_lo > 0)
@@ -290,9 +297,7 @@ s_send_load (s_agent_t *self)
             m->queued++;
     }
     m->free_slots = s_free_slots (self);
-    int64_t now = jm_now_ms ();
-    while (self->done_lo < self->done_hi && self->done[self->done_lo] < now - 60000)
-        self->done_lo++;
+    s_done_prune (self, jm_now_ms ());
     m->done_1m = self->done_hi - self->done_lo;
     if (self->nwaits) {
         uint64_t w[S_WAITS];
