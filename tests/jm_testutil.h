@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #define JM_TEST_UNUSED __attribute__ ((unused))
 
@@ -135,6 +138,32 @@ jm_test_path (const char *dir, const char *rel)
     int n = snprintf (p, PATH_MAX, "%s/%s", dir, rel);
     assert_in_range (n, 1, PATH_MAX - 1); /* not cut short */
     return p;
+}
+
+/* A loopback TCP port free at the time of the call, for a test that must
+   name a port before something else binds it. The kernel picks it (bind to
+   port 0), and only ports below 49152 are taken: CZMQ's "tcp://...:*"
+   binds scan upward from 49152, so a port found that way and closed is
+   soon reused by another test binding in parallel (ctest -j). */
+JM_TEST_UNUSED static int
+jm_test_free_port (void)
+{
+    for (int attempt = 0; attempt < 200; attempt++) {
+        int fd = socket (AF_INET, SOCK_STREAM, 0);
+        assert_true (fd >= 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
+        socklen_t len = sizeof a;
+        int port = -1;
+        if (bind (fd, (struct sockaddr *)&a, sizeof a) == 0
+            && getsockname (fd, (struct sockaddr *)&a, &len) == 0)
+            port = ntohs (a.sin_port);
+        close (fd);
+        if (port > 0 && port < 49152)
+            return port;
+    }
+    fail_msg ("no free loopback port below 49152 in 200 tries");
+    return -1;
 }
 
 /* The test program's own temp directory, for cmocka group fixtures:

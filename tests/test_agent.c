@@ -16,6 +16,7 @@
 #include <stdint.h>
 /* cmocka needs the headers above first */
 #include <cmocka.h>
+#include "jm_testutil.h"
 
 #include <czmq.h>
 #include <inttypes.h>
@@ -1114,11 +1115,7 @@ static void
 test_bind (void **state)
 {
     s_fix_t *f = *state;
-    /* a free port: bind, note, close */
-    zsock_t *probe = zsock_new (ZMQ_ROUTER);
-    int port = zsock_bind (probe, "tcp://127.0.0.1:*");
-    assert_true (port > 0);
-    zsock_destroy (&probe);
+    int port = jm_test_free_port ();
     char ep[64];
     snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d", port);
     f->cfg.coordinator = NULL;

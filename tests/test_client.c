@@ -322,11 +322,8 @@ static void
 test_unreachable (void **state)
 {
     (void)state;
-    /* A port nobody listens on: bind and close one to find it. */
-    zsock_t *tmp = zsock_new (ZMQ_ROUTER);
-    int port = zsock_bind (tmp, "tcp://127.0.0.1:*");
-    assert_true (port > 0);
-    zsock_destroy (&tmp);
+    /* A port nobody listens on. */
+    int port = jm_test_free_port ();
     char ep[128], path[512];
     snprintf (ep, sizeof ep, "tcp://127.0.0.1:%d\n", port);
     snprintf (path, sizeof path, "%s/coord.endpoint", s_home);
