@@ -30,7 +30,7 @@ APID=$AGENT_PID_site1
 ROOT=$(agent_root site1)
 
 # Resume the agent whatever happens (a stopped process ignores TERM).
-trap 'rc=$?; kill -CONT "$APID" 2>/dev/null; (exit $rc); _jm_cleanup' EXIT
+trap 'rc=$?; _jm_kill_child CONT "$APID"; (exit $rc); _jm_cleanup' EXIT
 
 # submission_id FILE: first line of a background 'submit --wait' output.
 submission_id() {

@@ -62,19 +62,39 @@ check_eq() { # WHAT GOT WANT
 
 _jm_record_pid() { echo "$1" >>"$JM_PIDFILE"; }
 
-# Kill every recorded PID: TERM, then KILL whatever is left after 5 s.
+# _jm_ours PID: PID is still a child of this test's shell. A recorded
+# process that has ended and been reaped (a finished jm_submit_bg, an agent
+# the test stopped) leaves its PID free for the kernel to give to anything,
+# e.g. a job of a test running beside this one: such a PID is never signalled.
+# ($$ is the test's shell in subshells too, e.g. the watchdog.)
+_jm_ours() {
+    local st
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    st=${st##*) } # after "(comm) ": state ppid ...
+    st=${st#* }   # ppid ...
+    [ "${st%% *}" = "$$" ]
+}
+
+# _jm_kill_child SIG PID: signal PID if it is still one of ours.
+_jm_kill_child() {
+    _jm_ours "$2" && kill "-$1" "$2" 2>/dev/null
+    return 0
+}
+
+# Kill every recorded PID that is still ours: TERM, then KILL whatever is
+# left after 5 s.
 _jm_kill_all() {
     local pids p i
     pids=$(cat "$JM_PIDFILE" 2>/dev/null || true)
     [ -n "$pids" ] || return 0
-    for p in $pids; do kill -TERM "$p" 2>/dev/null || true; done
+    for p in $pids; do _jm_kill_child TERM "$p"; done
     for i in $(seq 50); do
         local alive=0
-        for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+        for p in $pids; do _jm_ours "$p" && alive=1; done
         [ $alive = 0 ] && break
         sleep 0.1
     done
-    for p in $pids; do kill -KILL "$p" 2>/dev/null || true; done
+    for p in $pids; do _jm_kill_child KILL "$p"; done
     for p in $pids; do wait "$p" 2>/dev/null || true; done
 }
 
@@ -102,7 +122,7 @@ trap 'echo "FAIL: ${JM_TEST_NAME}: terminated (watchdog: over ${JM_TEST_TIMEOUT:
 (
     trap - EXIT INT TERM
     sleep "${JM_TEST_TIMEOUT:-280}"
-    for p in $(cat "$JM_PIDFILE" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
+    for p in $(cat "$JM_PIDFILE" 2>/dev/null); do _jm_kill_child TERM "$p"; done
     kill -TERM $$ 2>/dev/null || true
     # and the test's own foreground children (by parent PID, this watchdog
     # included, last), so that bash gets to run its TERM trap
@@ -175,13 +195,13 @@ start_coord() {
 
 stop_coord() {
     [ -n "$COORD_PID" ] || return 0
-    kill -TERM "$COORD_PID" 2>/dev/null || true
+    _jm_kill_child TERM "$COORD_PID"
     local i
     for i in $(seq 50); do
-        kill -0 "$COORD_PID" 2>/dev/null || break
+        _jm_ours "$COORD_PID" || break
         sleep 0.1
     done
-    kill -KILL "$COORD_PID" 2>/dev/null || true
+    _jm_kill_child KILL "$COORD_PID"
     wait "$COORD_PID" 2>/dev/null || true
     COORD_PID=
 }

@@ -123,7 +123,7 @@ run_flavor() { # FLAVOR SCHEDULER
 
     # the next flavour's submissions must not land on this agent
     local pid_var=AGENT_PID_$A
-    kill -TERM "${!pid_var}" 2>/dev/null || true
+    _jm_kill_child TERM "${!pid_var}"
     wait "${!pid_var}" 2>/dev/null || true
 }
 

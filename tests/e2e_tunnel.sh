@@ -290,25 +290,22 @@ check_eq "sites that ran $B" \
     "$(status_json "$B" | jq -r '[.submissions[0].tasks[].site] | unique | join(",")')" login1
 
 # --- the other direction: agent --bind, coordinator connect: ------------------
-if "$AGENT" run --bind x 2>&1 | grep -q "unrecognized option '--bind'"; then
-    echo "note: jobman-agent has no --bind yet; the connect: direction is not checked"
-else
-    stop_coord
-    kill -TERM "$AGENT_PID_login1" "$AGENT_PID_intruder" 2>/dev/null || true
-    wait "$AGENT_PID_login1" "$AGENT_PID_intruder" 2>/dev/null || true
-    BIND_EP="tcp://$NS_IP:7300"
-    echo "connect: ['$BIND_EP']" >>"$JOBMAN_HOME/config.yml"
-    start_ns_agent direct 1 --bind "$BIND_EP"
-    HOME=$U JOBMAN_SSH=$T/bin/ssh start_coord
-    wait_until 10 grep -q "connecting to the agent at $BIND_EP" "$T/coord.log" \
-        || fail "the coordinator did not connect to $BIND_EP"
-    make_sub "$T/c.yml" c 4
-    C=$(jm_submit submit "$T/c.yml" --work-dir "$W") || fail "submit c failed"
-    jm_submit_to "$T/wait_c.out" wait "$C" || fail "wait $C failed: $(cat "$T/wait_c.out")"
-    check_results c 4
-    check_eq "sites that ran $C" \
-        "$(status_json "$C" | jq -r '[.submissions[0].tasks[].site] | unique | join(",")')" direct
-fi
+stop_coord
+_jm_kill_child TERM "$AGENT_PID_login1"
+_jm_kill_child TERM "$AGENT_PID_intruder"
+wait "$AGENT_PID_login1" "$AGENT_PID_intruder" 2>/dev/null || true
+BIND_EP="tcp://$NS_IP:7300"
+echo "connect: ['$BIND_EP']" >>"$JOBMAN_HOME/config.yml"
+start_ns_agent direct 1 --bind "$BIND_EP"
+HOME=$U JOBMAN_SSH=$T/bin/ssh start_coord
+wait_until 10 grep -q "connecting to the agent at $BIND_EP" "$T/coord.log" \
+    || fail "the coordinator did not connect to $BIND_EP"
+make_sub "$T/c.yml" c 4
+C=$(jm_submit submit "$T/c.yml" --work-dir "$W") || fail "submit c failed"
+jm_submit_to "$T/wait_c.out" wait "$C" || fail "wait $C failed: $(cat "$T/wait_c.out")"
+check_results c 4
+check_eq "sites that ran $C" \
+    "$(status_json "$C" | jq -r '[.submissions[0].tasks[].site] | unique | join(",")')" direct
 
 # --- the coordinator ends its ssh when it stops --------------------------------
 SSH3=$(ssh_pid)

@@ -173,7 +173,7 @@ cancel_leftovers_on_exit() {
 }
 _jm_cancel_leftovers() {
     local rc=$? ids pid_var=AGENT_PID_$JM_LEFTOVER_AGENT
-    [ -n "${!pid_var:-}" ] && kill -TERM "${!pid_var}" 2>/dev/null && sleep 0.5
+    [ -n "${!pid_var:-}" ] && _jm_ours "${!pid_var}" && kill -TERM "${!pid_var}" 2>/dev/null && sleep 0.5
     ids=$(our_leftover_ids | sort -u | tr '\n' ' ') || true
     if [ -n "${ids// /}" ]; then
         echo "$SCHED: ${JM_LEFTOVER_CANCEL[*]} our leftover jobs: $ids" >&2
