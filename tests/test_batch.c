@@ -371,6 +371,28 @@ s_kill_job (s_t *t, const char *sid)
     kill (-pid, SIGKILL);
 }
 
+/*  Whether process group `pid` of a fake job may be killed at teardown.
+    While any process of the group lives, the kernel keeps its number from
+    being reused. Once the whole group has ended, the number is free again:
+    a process with that pid that is not one of this test's (its job script
+    under t->dir, or a held job's "sleep 1000") belongs to somebody else,
+    e.g. a job of a test running beside this one, and is left alone. */
+static bool
+s_group_ours (s_t *t, pid_t pid)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    size_t len = 0;
+    char *cmd = jm_test_read (path, &len);
+    if (!cmd)
+        return true; /* no such process: only the group's rest, if any */
+    bool ours = len == 11 && memcmp (cmd, "sleep\0001000", 11) == 0;
+    for (size_t i = 0; i < len && !ours; i += strlen (cmd + i) + 1)
+        ours = strstr (cmd + i, t->dir) != NULL;
+    free (cmd);
+    return ours;
+}
+
 /* Kills whatever a fake job left running (by its recorded pid). */
 static void
 s_teardown (s_t *t)
@@ -387,7 +409,7 @@ s_teardown (s_t *t)
             continue;
         *dot = 0;
         pid_t pid = s_job_pid (t, e->d_name);
-        if (pid > 0)
+        if (pid > 0 && s_group_ours (t, pid))
             kill (-pid, SIGKILL);
     }
     closedir (d);
