@@ -4,7 +4,9 @@
     The script's stdout is a pipe the agent's zloop polls; its "S"/"E" lines
     become task events as they arrive (no polling of per-task state).  End of
     job = EOF on the pipe + waitpid.  Cancel = SIGTERM to the job's process
-    group, SIGKILL a few seconds later. */
+    group, SIGKILL a few seconds later, and to what is left of the group
+    when the job script ends (while it is still an unreaped zombie, so that
+    the group's number cannot have been given to anybody else). */
 #define _GNU_SOURCE
 #include "jm_log.h"
 #include "jm_sched.h"
@@ -43,6 +45,7 @@ struct _s_job_t {
     bool overlong; /* discarding the rest of an overlong line */
     bool cancelled;
     int reap_timer; /* -1 or zloop timer id */
+    int kill_timer; /* -1 or zloop timer id: SIGKILL after a cancel's SIGTERM */
 };
 
 /* --------------------------------------------------------------------- */
@@ -104,6 +107,8 @@ s_job_free (s_job_t *job)
     }
     if (job->reap_timer >= 0)
         zloop_timer_end (loop, job->reap_timer);
+    if (job->kill_timer >= 0)
+        zloop_timer_end (loop, job->kill_timer);
     free (job);
 }
 
@@ -139,10 +144,8 @@ static int
 s_try_reap (s_job_t *job)
 {
     int status = 0;
-    pid_t r;
-    do
-        r = waitpid (job->pid, &status, WNOHANG);
-    while (r < 0 && errno == EINTR);
+    /* the stragglers of a cancelled job go with it */
+    pid_t r = jm_reap_group (job->pid, job->cancelled ? SIGKILL : 0, &status);
     if (r == 0)
         return 0;
     if (r < 0) {
@@ -173,10 +176,11 @@ s_on_kill_timer (zloop_t *loop, int timer_id, void *arg)
 {
     (void)loop;
     (void)timer_id;
-    pid_t pgid = (pid_t)(intptr_t)arg;
-    /* The group id stays reserved while any member lives, so this reaches
-       only stragglers of our job (or nobody: ESRCH). */
-    kill (-pgid, SIGKILL);
+    s_job_t *job = arg;
+    job->kill_timer = -1;
+    /* The job is not reaped yet (that ends this timer), so its group's
+       number is still ours: this reaches only the job's processes. */
+    kill (-job->pid, SIGKILL);
     return 0;
 }
 
@@ -271,9 +275,8 @@ s_destroy (jm_sched_t **self_p)
     while (zlistx_size (self->jobs) > 0) {
         for (s_job_t *j = zlistx_first (self->jobs); j; j = zlistx_next (self->jobs)) {
             int status;
-            pid_t r = waitpid (j->pid, &status, WNOHANG);
+            pid_t r = jm_reap_group (j->pid, SIGKILL, &status); /* and its stragglers */
             if (r == j->pid || (r < 0 && errno == ECHILD)) {
-                kill (-j->pid, SIGKILL); /* stragglers of the group */
                 s_job_remove (j);
                 s_job_free (j);
                 break;
@@ -365,7 +368,7 @@ s_submit (jm_sched_t *self, jm_jobscript_t *script, char *err, size_t errlen)
     job->job_id = job_id;
     job->pid = pid;
     job->fd = pfd[0];
-    job->reap_timer = -1;
+    job->reap_timer = job->kill_timer = -1;
     zmq_pollitem_t item = {NULL, job->fd, ZMQ_POLLIN, 0};
     /* Tolerant: a hang-up without data comes as ZMQ_POLLERR, and must reach
        s_on_readable (EOF) instead of silently dropping the poller. */
@@ -393,8 +396,7 @@ s_cancel (jm_sched_t *self, uint64_t job_id)
         if (!j->cancelled) {
             j->cancelled = true;
             kill (-j->pid, SIGTERM);
-            zloop_timer (self->opts.loop, S_KILL_AFTER_MS, 1, s_on_kill_timer,
-                         (void *)(intptr_t)j->pid);
+            j->kill_timer = zloop_timer (self->opts.loop, S_KILL_AFTER_MS, 1, s_on_kill_timer, j);
         }
         return 0;
     }

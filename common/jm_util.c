@@ -3,11 +3,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -125,4 +127,20 @@ jm_sh_quote (const char *s)
     *o++ = '\'';
     *o = 0;
     return out;
+}
+
+pid_t
+jm_reap_group (pid_t pid, int sig, int *status)
+{
+    if (sig > 0) {
+        siginfo_t info = {0};
+        if (waitid (P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == pid)
+            kill (-pid, sig);
+    }
+    pid_t r;
+    do
+        r = waitpid (pid, status, WNOHANG);
+    while (r < 0 && errno == EINTR);
+    return r;
 }

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Monotonic milliseconds. */
 int64_t jm_now_ms (void);
@@ -16,5 +17,10 @@ int jm_write_file_atomic (const char *path, const void *data, size_t len, unsign
                           size_t errlen);
 /* Single-quote s for /bin/sh: 'it'\''s'. malloc'ed. */
 char *jm_sh_quote (const char *s);
+/* waitpid (pid, status, WNOHANG), EINTR retried, for a child that leads its
+   own process group. With sig > 0, once the child has exited but before it
+   is reaped, what is left of its group gets sig: until the reap the group's
+   number cannot have been given to another process, afterwards it can. */
+pid_t jm_reap_group (pid_t pid, int sig, int *status);
 
 #endif

@@ -243,10 +243,8 @@ s_try_reap (s_tunnel_t *t)
     if (t->pid <= 0)
         return false;
     int st = 0;
-    pid_t r;
-    do
-        r = waitpid (t->pid, &st, WNOHANG);
-    while (r < 0 && errno == EINTR);
+    /* what it leaves behind in its group (a ProxyCommand) goes too */
+    pid_t r = jm_reap_group (t->pid, SIGTERM, &st);
     if (r == 0)
         return false;
     char how[64];
@@ -265,9 +263,6 @@ s_try_reap (s_tunnel_t *t)
         s_line_done (t);
     s_close_pipe (t);
     jm_info ("tunnel to %s (site %s): ssh (pid %d) %s", t->host, t->sites[0], (int)t->pid, how);
-    /* what it left behind in its group (a ProxyCommand) goes too */
-    if (r > 0)
-        kill (-t->pid, SIGTERM);
     char why[S_LINE_MAX + 64];
     if (r > 0 && WIFSIGNALED (st))
         snprintf (why, sizeof why, "ssh %s", how);

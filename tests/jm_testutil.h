@@ -19,12 +19,12 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define JM_TEST_UNUSED __attribute__ ((unused))
@@ -151,12 +151,11 @@ jm_test_free_port (void)
     for (int attempt = 0; attempt < 200; attempt++) {
         int fd = socket (AF_INET, SOCK_STREAM, 0);
         assert_true (fd >= 0);
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl (INADDR_LOOPBACK)};
         socklen_t len = sizeof a;
         int port = -1;
-        if (bind (fd, (struct sockaddr *)&a, sizeof a) == 0
-            && getsockname (fd, (struct sockaddr *)&a, &len) == 0)
+        if (bind (fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+            getsockname (fd, (struct sockaddr *)&a, &len) == 0)
             port = ntohs (a.sin_port);
         close (fd);
         if (port > 0 && port < 49152)

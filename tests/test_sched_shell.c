@@ -174,29 +174,35 @@ static void
 test_cancel_kills_group (void **state)
 {
     s_ctx_t *ctx = *state;
-    jm_jobscript_t *js = s_script (6, 2);
+    jm_jobscript_t *js = s_script (6, 3);
     jm_jobscript_add_task (js, 1, ".", "echo $$ > pid1; exec sleep 100", "o1", "e1");
     jm_jobscript_add_task (js, 2, ".", "echo $$ > pid2; sleep 100; echo no > after", "o2", "e2");
+    /* ignores SIGTERM, and so does its sleep: it outlives the job script */
+    jm_jobscript_add_task (js, 3, ".", "trap '' TERM; echo $$ > pid3; sleep 100", "o3", "e3");
     char err[256];
     assert_int_equal (jm_sched_shell.submit (ctx->sched, js, err, sizeof err), 0);
     jm_jobscript_destroy (&js);
     /* wait until both tasks wrote their pid */
-    char p1[512], p2[512];
+    char p1[512], p2[512], p3[512];
     snprintf (p1, sizeof p1, "%s/wb/pid1", s_tmp);
     snprintf (p2, sizeof p2, "%s/wb/pid2", s_tmp);
+    snprintf (p3, sizeof p3, "%s/wb/pid3", s_tmp);
     int64_t start = jm_now_ms ();
     struct stat st;
-    while ((stat (p1, &st) != 0 || st.st_size == 0 || stat (p2, &st) != 0 || st.st_size == 0) &&
+    while ((stat (p1, &st) != 0 || st.st_size == 0 || stat (p2, &st) != 0 || st.st_size == 0 ||
+            stat (p3, &st) != 0 || st.st_size == 0) &&
            jm_now_ms () - start < 10000) {
         s_pump (ctx, 20);
     }
     assert_true (jm_now_ms () - start < 10000);
     char *s1 = jm_read_file (p1, NULL, err, sizeof err),
-         *s2 = jm_read_file (p2, NULL, err, sizeof err);
-    pid_t pid1 = atoi (s1), pid2 = atoi (s2);
+         *s2 = jm_read_file (p2, NULL, err, sizeof err),
+         *s3 = jm_read_file (p3, NULL, err, sizeof err);
+    pid_t pid1 = atoi (s1), pid2 = atoi (s2), pid3 = atoi (s3);
     free (s1);
     free (s2);
-    assert_true (pid1 > 0 && pid2 > 0);
+    free (s3);
+    assert_true (pid1 > 0 && pid2 > 0 && pid3 > 0);
     assert_true (s_alive (pid1));
     int64_t t0 = jm_now_ms ();
     assert_int_equal (jm_sched_shell.cancel (ctx->sched, 6), 0);
@@ -205,12 +211,15 @@ test_cancel_kills_group (void **state)
     assert_true (jm_now_ms () - t0 < 5000);
     assert_string_equal (ctx->job_reason, "cancelled");
     assert_true (ctx->job_exit == -1 || ctx->job_exit > 0);
-    /* the tasks' processes are gone (allow a moment for the kernel) */
+    /* the tasks' processes are gone, the one that ignored SIGTERM too:
+       killed when the job script was found ended, before it was reaped
+       (allow a moment for the kernel) */
     int64_t t1 = jm_now_ms ();
-    while ((s_alive (pid1) || s_alive (pid2)) && jm_now_ms () - t1 < 4000)
+    while ((s_alive (pid1) || s_alive (pid2) || s_alive (pid3)) && jm_now_ms () - t1 < 4000)
         usleep (20000);
     assert_false (s_alive (pid1));
     assert_false (s_alive (pid2));
+    assert_false (s_alive (pid3));
     char after[512];
     snprintf (after, sizeof after, "%s/wb/after", s_tmp);
     assert_int_not_equal (stat (after, &st), 0);
