@@ -217,6 +217,18 @@ make_sub() {
         done
     } >"$f"
 }
+# run_sub TAG N SITE: submit N tasks, wait, check their results and that
+# SITE alone ran them
+run_sub() {
+    local id
+    make_sub "$T/$1.yml" "$1" "$2"
+    id=$(jm_submit submit "$T/$1.yml" --work-dir "$W") || fail "submit $1 failed"
+    jm_submit_to "$T/wait_$1.out" wait "$id" || fail "wait $id failed: $(cat "$T/wait_$1.out")"
+    check_results "$1" "$2"
+    check_eq "sites that ran $id" \
+        "$(status_json "$id" | jq -r '[.submissions[0].tasks[].site] | unique | join(",")')" "$3"
+}
+
 check_results() { # TAG N
     local i
     for i in $(seq 0 $(($2 - 1))); do
@@ -257,18 +269,15 @@ check_eq "sites that ran $A" \
     "$(status_json "$A" | jq -r '[.submissions[0].tasks[].site] | unique | join(",")')" login1
 
 # --- sites shows the tunnel's state ------------------------------------------
-if sites=$(jm_submit sites --json 2>"$T/sites.err"); then
-    t=$(echo "$sites" | jq -r '.[] | select(.name == "login1") | .tunnel')
-    case "$t" in
-    "up (pid $SSH1) since "*) ok "sites: login1 tunnel '$t'" ;;
-    *) fail "sites --json: login1's tunnel is '$t', want 'up (pid $SSH1) since ...' ($sites)" ;;
-    esac
-    jm_submit sites >"$T/sites.out" 2>&1 || fail "jobman-submit sites failed: $(cat "$T/sites.out")"
-    grep -q "up (pid $SSH1)" "$T/sites.out" || fail "sites table lacks the tunnel state: $(cat "$T/sites.out")"
-    ok "sites table shows the tunnel state"
-else
-    echo "note: 'jobman-submit sites' not available ($(head -c 200 "$T/sites.err")); tunnel state check skipped"
-fi
+sites=$(jm_submit sites --json 2>"$T/sites.err") || fail "jobman-submit sites --json failed: $(cat "$T/sites.err")"
+t=$(echo "$sites" | jq -r '.[] | select(.name == "login1") | .tunnel')
+case "$t" in
+"up (pid $SSH1) since "*) ok "sites: login1 tunnel '$t'" ;;
+*) fail "sites --json: login1's tunnel is '$t', want 'up (pid $SSH1) since ...' ($sites)" ;;
+esac
+jm_submit sites >"$T/sites.out" 2>&1 || fail "jobman-submit sites failed: $(cat "$T/sites.out")"
+grep -q "up (pid $SSH1)" "$T/sites.out" || fail "sites table lacks the tunnel state: $(cat "$T/sites.out")"
+ok "sites table shows the tunnel state"
 
 # --- ssh killed: restarted by the coordinator, work goes on ------------------
 kill -KILL "$SSH1"
@@ -282,12 +291,7 @@ SSH2=$(ssh_pid)
 SSH_PIDS+=("$SSH2")
 wait_until 30 tunnel_up "$SSH2" || fail "restarted tunnel (ssh pid $SSH2) not up"
 ok "ssh $SSH1 killed; the coordinator restarted it as $SSH2 and it is up"
-make_sub "$T/b.yml" b 6
-B=$(jm_submit submit "$T/b.yml" --work-dir "$W") || fail "submit b failed"
-jm_submit_to "$T/wait_b.out" wait "$B" || fail "wait $B failed: $(cat "$T/wait_b.out")"
-check_results b 6
-check_eq "sites that ran $B" \
-    "$(status_json "$B" | jq -r '[.submissions[0].tasks[].site] | unique | join(",")')" login1
+run_sub b 6 login1
 
 # --- the other direction: agent --bind, coordinator connect: ------------------
 stop_coord
@@ -300,12 +304,7 @@ start_ns_agent direct 1 --bind "$BIND_EP"
 HOME=$U JOBMAN_SSH=$T/bin/ssh start_coord
 wait_until 10 grep -q "connecting to the agent at $BIND_EP" "$T/coord.log" \
     || fail "the coordinator did not connect to $BIND_EP"
-make_sub "$T/c.yml" c 4
-C=$(jm_submit submit "$T/c.yml" --work-dir "$W") || fail "submit c failed"
-jm_submit_to "$T/wait_c.out" wait "$C" || fail "wait $C failed: $(cat "$T/wait_c.out")"
-check_results c 4
-check_eq "sites that ran $C" \
-    "$(status_json "$C" | jq -r '[.submissions[0].tasks[].site] | unique | join(",")')" direct
+run_sub c 4 direct
 
 # --- the coordinator ends its ssh when it stops --------------------------------
 SSH3=$(ssh_pid)
