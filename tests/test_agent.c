@@ -16,6 +16,7 @@
 #include <stdint.h>
 /* cmocka needs the headers above first */
 #include <cmocka.h>
+
 #include "jm_testutil.h"
 
 #include <czmq.h>
