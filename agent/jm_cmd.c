@@ -194,10 +194,7 @@ s_try_reap (jm_cmd_t *self)
     if (self->reaped)
         return true;
     int st = 0;
-    pid_t r;
-    do
-        r = waitpid (self->pid, &st, WNOHANG);
-    while (r < 0 && errno == EINTR);
+    pid_t r = jm_reap_group (self->pid, 0, &st);
     if (r == 0)
         return false;
     self->reaped = true;
