@@ -11,8 +11,11 @@
                 contain / : @ * ? \ or blanks, at most 511 bytes ("job name
                 too long, maximum allowed length is 512 characters"): other
                 characters become '_', a leading digit gets a "j" prefix;
-      -S /bin/bash   the script is bash (no login shell: posix_compliant
-                shell_start_mode would otherwise use the queue's shell);
+      -S /bin/bash   the script is bash (posix_compliant shell_start_mode
+                would otherwise use the queue's shell).  SGE starts it as a
+                login shell when bash is in the cluster's login_shells (the
+                default), so the job sees the user's profile, as users of
+                SGE expect; the test cluster sets login_shells none;
       -q queue, -pe <pe_name> <cpu_per_node * number_node> when > 1;
       -t 1-N    arrays; each element sees SGE_TASK_ID;
       -o/-e     "<log_dir>/sge.$JOB_ID.$TASK_ID.out|err" ($JOB_ID/$TASK_ID

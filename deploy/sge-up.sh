@@ -99,8 +99,14 @@ qconf -sh >/dev/null || { tail -5 $SPOOL/qmaster/messages >&2; exit 1; }
 # ---------------------------------------------------------------- configuration
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
 # Global: let root (uid 0) run jobs; write accounting (qacct) within 1 s.
+# login_shells none: SGE starts a job's -S shell as a login shell when it is
+# listed there (default sh,bash,ksh,csh,tcsh), so every test job sourced the
+# machine's root profile. Here that profile runs `pyenv rehash`, which takes a
+# lock file; a job killed inside it (the tests cancel and time out jobs) left
+# the lock behind and every later job then waited 60 s for it.
 qconf -sconf global >"$tmp/global"
 sed -i -e 's/^min_uid .*/min_uid                      0/' \
+       -e 's/^login_shells .*/login_shells                 none/' \
        -e 's/^min_gid .*/min_gid                      0/' \
        -e 's/flush_time=[0-9:]*/flush_time=00:00:01/' \
        -e 's/^load_report_time .*/load_report_time             00:00:10/' "$tmp/global"

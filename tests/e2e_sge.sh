@@ -7,7 +7,7 @@
 #   H     a job qdel'ed by hand while its first task runs: its tasks
 #         FAILED, the one that never ran with reason CANCELLED (qacct:
 #         failed 100, exit_status 137)
-#   TO    a task that outlives "#$ -l h_rt=0:0:5": FAILED, reason TIMEOUT
+#   TO    a task that outlives "#$ -l h_rt=0:0:10": FAILED, reason TIMEOUT
 #         (qacct: failed 37)
 #   E     a job SGE puts into Eqw (custom flag "#$ -wd /nonexistent/..."):
 #         jobman deletes it, its task FAILED with a reason naming Eqw
@@ -88,8 +88,9 @@ mkdir -p "$W"/{to,h,c,e,f,p}
 
 gen_part_c
 gen_part_h
-# TO: one task sleeping past its 5-second hard run time limit.
-sub_header "$T/to.yml" TO false '#$ -l h_rt=0:0:5'
+# TO: one task sleeping past its 10-second hard run time limit. SGE counts the
+# limit from dispatch; 10 s leaves a loaded machine time to start the script.
+sub_header "$T/to.yml" TO false '#$ -l h_rt=0:0:10'
 mkdir -p "$W/to/t0"
 echo "  - {command: 'echo started > started.txt; sleep 60', task_work_path: t0}" >>"$T/to.yml"
 # E: a job that cannot chdir to its working directory goes into Eqw.
