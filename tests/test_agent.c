@@ -332,6 +332,17 @@ s_fetch (s_fix_t *f, const char *hash, size_t *len_p)
     return data;
 }
 
+/* A JOB message: id, submission, para_deg; tasks added with s_task. */
+static jm_msg_t *
+s_job (uint64_t id, const char *sub, uint64_t para_deg)
+{
+    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
+    job->job_id = id;
+    jm_str_set (&job->sub_id, sub);
+    job->para_deg = para_deg;
+    return job;
+}
+
 static jm_wtask_t *
 s_task (jm_msg_t *job, uint64_t id, const char *path, const char *cmd)
 {
@@ -356,10 +367,7 @@ test_job_round_trip (void **state)
     s_put (f, "common\n", h_common, &sz_common);
     s_put (f, "input\n", h_in, &sz_in);
 
-    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 1;
-    jm_str_set (&job->sub_id, "sub-1");
-    job->para_deg = 2;
+    jm_msg_t *job = s_job (1, "sub-1", 2);
     jm_wfiles_push (&job->common, "data/common.txt", h_common, sz_common, 0644);
     jm_wtask_t *t = s_task (job, 11, "t1", "cat ../data/common.txt in.txt > out.dat");
     jm_wfiles_push (&t->forward, "in.txt", h_in, sz_in, 0640);
@@ -427,10 +435,7 @@ test_job_round_trip (void **state)
 
     /* an unknown object: NOFILE from us fails the job, naming task and file */
     s_report_t r2 = {0};
-    job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 2;
-    jm_str_set (&job->sub_id, "sub-1");
-    job->para_deg = 1;
+    job = s_job (2, "sub-1", 1);
     t = s_task (job, 21, "t21", "true");
     jm_wfiles_push (&t->forward, "gone.bin",
                     "0000000000000000000000000000000000000000000000000000000000000001", 10, 0644);
@@ -452,10 +457,7 @@ test_job_round_trip (void **state)
 
     /* a job that runs long is cancelled quickly */
     s_report_t r3 = {0};
-    job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 3;
-    jm_str_set (&job->sub_id, "sub-1");
-    job->para_deg = 1;
+    job = s_job (3, "sub-1", 1);
     s_task (job, 31, "t31", "sleep 100");
     s_send (f, job);
     jm_msg_t *m = s_expect (f, JM_MSG_TASK_STARTED, 10000, s_collect, &r3);
@@ -490,10 +492,7 @@ test_bad_paths_refused (void **state)
         {"sub-2", "t", "f.txt", "../evil.log"},  {"sub-2", "/tmp/evil", "f.txt", "stdout"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-        job->job_id = 100 + i;
-        jm_str_set (&job->sub_id, cases[i].sub);
-        job->para_deg = 1;
+        jm_msg_t *job = s_job (100 + i, cases[i].sub, 1);
         jm_wtask_t *t = s_task (job, 1000 + i, cases[i].task, "touch /tmp/jm_agent_pwned");
         jm_wfiles_push (&t->forward, cases[i].fwd, h, sz, 0644);
         free (t->outlog);
@@ -567,10 +566,7 @@ test_job_killed (void **state)
     s_fix_t *f = *state;
     s_start_agent (f);
     s_handshake (f, 1000);
-    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 9;
-    jm_str_set (&job->sub_id, "sub-9");
-    job->para_deg = 1;
+    jm_msg_t *job = s_job (9, "sub-9", 1);
     s_task (job, 91, ".", "true");
     s_task (job, 92, ".", "kill -KILL 0");
     s_task (job, 93, ".", "true");
@@ -603,10 +599,7 @@ test_large_result_keeps_loop_running (void **state)
     s_fix_t *f = *state;
     s_start_agent (f);
     s_handshake (f, 50);
-    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 5;
-    jm_str_set (&job->sub_id, "sub-big");
-    job->para_deg = 1;
+    jm_msg_t *job = s_job (5, "sub-big", 1);
     jm_wtask_t *t = s_task (job, 51, "t",
                             "head -c 67108864 /dev/urandom > big1.bin && "
                             "cp big1.bin big2.bin && cp big1.bin big3.bin");
@@ -726,10 +719,7 @@ test_collect (void **state)
     fputs ("secret\n", fp);
     fclose (fp);
 
-    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 7;
-    jm_str_set (&job->sub_id, "sub-c");
-    job->para_deg = 1;
+    jm_msg_t *job = s_job (7, "sub-c", 1);
     s_task (job, 71, "t1", "echo one >> ../summary.txt; printf 'all\\n' > ../all.dat");
     s_task (job, 72, "t2", "echo two >> ../summary.txt; mkdir -p ../d; echo deep > ../d/x.dat");
     char cmd[600];
@@ -813,10 +803,7 @@ test_staging_survives_silence (void **state)
     s_put (f, content, hash, &size);
     assert_int_equal (size, big);
 
-    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 8;
-    jm_str_set (&job->sub_id, "sub-s");
-    job->para_deg = 1;
+    jm_msg_t *job = s_job (8, "sub-s", 1);
     jm_wtask_t *t = s_task (job, 81, "t", "wc -c < in.bin > n.txt");
     jm_wfiles_push (&t->forward, "in.bin", hash, size, 0644);
     jm_strs_push (&t->backward, "n.txt");
@@ -886,10 +873,7 @@ test_load (void **state)
     f->cfg.gpus = 4;
     s_start_agent (f);
     s_handshake (f, 200);
-    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 1;
-    jm_str_set (&job->sub_id, "sub-l");
-    job->para_deg = 1;
+    jm_msg_t *job = s_job (1, "sub-l", 1);
     s_task (job, 11, "t1", "true");
     s_task (job, 12, "t2", "sleep 3");
     s_send (f, job);
@@ -936,10 +920,7 @@ test_withdraw (void **state)
     uint64_t sz;
     s_put (f, "input\n", h, &sz);
     f->no_fetch = true;
-    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 1;
-    jm_str_set (&job->sub_id, "sub-w");
-    job->para_deg = 1;
+    jm_msg_t *job = s_job (1, "sub-w", 1);
     jm_wtask_t *t = s_task (job, 11, "t1", "touch ran.txt");
     jm_wfiles_push (&t->forward, "in.txt", h, sz, 0644);
     s_send (f, job);
@@ -969,10 +950,7 @@ test_withdraw (void **state)
     s_send (f, m);
 
     /* a running job stays */
-    job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 2;
-    jm_str_set (&job->sub_id, "sub-w");
-    job->para_deg = 1;
+    job = s_job (2, "sub-w", 1);
     s_task (job, 21, "t2", "sleep 30");
     s_send (f, job);
     s_report_t r2 = {0};
@@ -1018,11 +996,8 @@ test_withdraw (void **state)
 static char *
 s_root_job (s_fix_t *f, uint64_t id, const char *want, char *state)
 {
-    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = id;
-    jm_str_set (&job->sub_id, "sub-r");
+    jm_msg_t *job = s_job (id, "sub-r", 1);
     jm_str_set (&job->root, want);
-    job->para_deg = 1;
     s_task (job, id * 10, "t", "echo here > out.txt");
     s_send (f, job);
     s_report_t r = {0};
@@ -1133,10 +1108,7 @@ test_bind (void **state)
     usleep (200 * 1000);
     assert_int_equal (zsock_connect (f->router, "%s", ep), 0);
     s_handshake (f, 300);
-    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 1;
-    jm_str_set (&job->sub_id, "sub-b");
-    job->para_deg = 1;
+    jm_msg_t *job = s_job (1, "sub-b", 1);
     s_task (job, 11, "t", "echo bound");
     s_send (f, job);
     s_report_t r = {0};
@@ -1180,10 +1152,7 @@ test_cache_max (void **state)
     f->cfg.cache_max = 1000; /* less than either file */
     s_start_agent (f);
     s_handshake (f, 200);
-    jm_msg_t *job = jm_msg_new (JM_MSG_JOB);
-    job->job_id = 1;
-    jm_str_set (&job->sub_id, "sub-c");
-    job->para_deg = 1;
+    jm_msg_t *job = s_job (1, "sub-c", 1);
     jm_wtask_t *t = s_task (job, 11, "t", "wc -c < in.txt; sleep 2");
     jm_wfiles_push (&t->forward, "in.txt", hold, sz, 0644);
     s_send (f, job);
